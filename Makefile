@@ -1,0 +1,36 @@
+# siamgui: `make run` starts the app, `make test` runs the whole suite headless.
+# Both create .venv with plain pip when it is missing (torch 2.14.1 and
+# torchvision 0.29.1 come from the machine's local wheel store when present).
+
+PYTHON ?= python3.11
+VENV   := .venv
+BIN    := $(VENV)/bin
+PIP    := $(BIN)/python -m pip
+
+.PHONY: run test bench dist dist-check clean-venv help
+
+help:
+	@echo "make run    - set up .venv and start the app"
+	@echo "make test   - set up .venv (with test tools) and run the whole suite headless"
+	@echo "make bench  - run the benchmarks (bench/README.md)"
+
+$(BIN)/python:
+	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 2; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(PIP) install --disable-pip-version-check -q -e .
+	@touch $@
+
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
+	$(PIP) install --disable-pip-version-check -q -e '.[test]'
+	@touch $(VENV)/.installed $@
+
+run: $(VENV)/.installed
+	$(BIN)/siamgui
+
+test: $(VENV)/.installed-test
+	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider
+
+clean-venv:
+	rm -rf $(VENV)

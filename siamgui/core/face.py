@@ -1,0 +1,155 @@
+"""Face detection and cropping for the ``face`` preset (OpenCV, no Qt).
+
+The detector is OpenCV's Haar cascade shipped in ``cv2.data.haarcascades``.
+:func:`find_faces` returns boxes largest first; :func:`face_chip` cuts the
+square region the model sees. The policy for zero or several faces is the
+caller's: ``"largest"`` (default) uses the biggest face, ``"whole"`` ignores
+detection and uses the centre of the whole image.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+
+import numpy as np
+from PIL import Image
+
+from siamgui.core.errors import SiamguiError
+
+FACE_POLICIES = ("largest", "whole")
+
+
+@dataclass
+class FaceInfo:
+    """What face processing did to one image (for display and messages)."""
+
+    #: All detected boxes (x, y, w, h) in the input image, largest first.
+    boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
+    #: The box actually used, or None when the whole image was used.
+    used_box: tuple[int, int, int, int] | None = None
+    #: "face" when a detected face was used, "whole" otherwise.
+    mode: str = "whole"
+    #: Optional landmarks (x, y) of the used face, in input-image coordinates.
+    landmarks: list[tuple[float, float]] | None = None
+
+    @property
+    def count(self) -> int:
+        return len(self.boxes)
+
+    def message(self) -> str:
+        if self.count == 0:
+            return "No face found; the whole image was compared."
+        if self.count > 1 and self.mode == "face":
+            return f"{self.count} faces found; the largest was used."
+        if self.mode == "whole":
+            return "Face detection was bypassed; the whole image was compared."
+        return "One face found."
+
+
+_cascade = None
+_cascade_lock = threading.Lock()
+
+
+def _get_cascade():
+    global _cascade
+    with _cascade_lock:
+        if _cascade is None:
+            import cv2
+
+            path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
+            cascade = cv2.CascadeClassifier(path)
+            if cascade.empty():
+                raise SiamguiError(f"OpenCV's face detector could not be loaded from {path}.")
+            _cascade = cascade
+        return _cascade
+
+
+def find_faces(rgb: np.ndarray, min_size_fraction: float = 0.12) -> list[tuple[int, int, int, int]]:
+    """Detect frontal faces in an RGB uint8 array; boxes largest first."""
+    import cv2
+
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    h, w = grey.shape[:2]
+    scale = 1.0
+    longest = max(h, w)
+    if longest > 640:  # detection on a reduced copy: same boxes, much faster
+        scale = 640.0 / longest
+        grey = cv2.resize(grey, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+    min_side = max(20, int(min(grey.shape[:2]) * min_size_fraction))
+    cascade = _get_cascade()
+    # CascadeClassifier is not documented as thread-safe; detections are short.
+    with _cascade_lock:
+        found = cascade.detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(min_side, min_side))
+    boxes = [tuple(int(round(v / scale)) for v in b) for b in (found if len(found) else [])]
+    boxes.sort(key=lambda b: b[2] * b[3], reverse=True)
+    return boxes
+
+
+def square_region(box: tuple[int, int, int, int], margin: float) -> tuple[float, float, float, float]:
+    """A square (left, top, right, bottom) around ``box`` grown by ``margin`` per side."""
+    x, y, w, h = box
+    side = max(w, h) * (1.0 + 2.0 * margin)
+    cx, cy = x + w / 2.0, y + h / 2.0
+    return (cx - side / 2, cy - side / 2, cx + side / 2, cy + side / 2)
+
+
+def centre_square(size: tuple[int, int]) -> tuple[float, float, float, float]:
+    w, h = size
+    side = min(w, h)
+    return ((w - side) / 2, (h - side) / 2, (w + side) / 2, (h + side) / 2)
+
+
+def face_chip(image: Image.Image, margin: float = 0.2, policy: str = "largest") -> tuple[Image.Image, FaceInfo]:
+    """Return the square region of ``image`` the model should see, and what was found."""
+    if policy not in FACE_POLICIES:
+        raise ValueError(f"Unknown face policy {policy!r}; choose from {FACE_POLICIES}")
+    boxes = find_faces(np.asarray(image))
+    info = FaceInfo(boxes=boxes)
+    if policy == "largest" and boxes:
+        info.used_box = boxes[0]
+        info.mode = "face"
+        region = square_region(boxes[0], margin)
+    else:
+        region = centre_square(image.size)
+    # PIL crops outside the image with black, which is what we want at borders.
+    return image.crop(tuple(int(round(v)) for v in region)), info
+
+
+# -- aligners: how the face preset turns a photo into the model's input ----------
+#
+# An aligner is ``f(image, face_cfg, policy, out_size) -> (PIL crop, FaceInfo)``.
+# "box" crops a square around the Haar box; further aligners (landmark-based)
+# register themselves with :func:`register_aligner`.
+
+_ALIGNERS: dict = {}
+
+
+def register_aligner(name: str):
+    def deco(fn):
+        _ALIGNERS[name] = fn
+        return fn
+
+    return deco
+
+
+def get_aligner(name: str):
+    if name not in _ALIGNERS:
+        import importlib
+
+        for mod in ("siamgui.core.alignment",):
+            try:
+                importlib.import_module(mod)
+            except ModuleNotFoundError as exc:
+                if exc.name != mod:
+                    raise
+    try:
+        return _ALIGNERS[name]
+    except KeyError:
+        raise SiamguiError(f"Unknown face alignment {name!r} in the model's preprocessing.") from None
+
+
+@register_aligner("box")
+def _box_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int):
+    return face_chip(image, margin=float(cfg.get("margin", 0.15)), policy=policy)

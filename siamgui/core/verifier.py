@@ -1,0 +1,157 @@
+"""Inference: load a model once, embed images, compare pairs."""
+
+from __future__ import annotations
+
+import os
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable, Sequence
+
+import numpy as np
+import torch
+
+from siamgui.core.device import DeviceChoice, select_device
+from siamgui.core.distances import get_distance
+from siamgui.core.face import FaceInfo
+from siamgui.core.images import ImageSource
+from siamgui.core.modelfile import LoadedModel, load_model
+from siamgui.core.preprocess import Preprocessor, stack_prepared
+from siamgui.core.resources import bundled_model_path
+
+# -- a guard the GUI installs so that its own thread never runs a forward pass ----
+_forbidden_threads: set[int] = set()
+
+
+def forbid_inference_on_thread(ident: int | None = None) -> None:
+    """Make any forward pass on this thread (default: the caller's) raise AssertionError."""
+    _forbidden_threads.add(threading.get_ident() if ident is None else ident)
+
+
+def allow_inference_on_thread(ident: int | None = None) -> None:
+    _forbidden_threads.discard(threading.get_ident() if ident is None else ident)
+
+
+def _guard() -> None:
+    if _forbidden_threads and threading.get_ident() in _forbidden_threads:
+        raise AssertionError("A forward pass was run on a thread that must stay responsive (the GUI thread).")
+
+
+@dataclass
+class Comparison:
+    distance: float
+    threshold: float
+    same: bool
+    faces: tuple[FaceInfo | None, FaceInfo | None] = (None, None)
+    #: The prepared inputs the model saw, (H, W, C) uint8, for display.
+    inputs: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
+    notes: list[str] = field(default_factory=list)
+
+    def __iter__(self):  # ``distance, threshold, same = verifier.compare(a, b)``
+        return iter((self.distance, self.threshold, self.same))
+
+
+class Verifier:
+    """A loaded model ready to embed and compare images.
+
+    ``model`` is a path, a :class:`LoadedModel`, or None for the bundled model.
+    Thread-safe for concurrent calls (inference only).
+    """
+
+    def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "auto",
+                 threshold: float | None = None):
+        if isinstance(model, LoadedModel):
+            self.loaded = model
+        else:
+            self.loaded = load_model(model if model is not None else bundled_model_path())
+        self.device_choice: DeviceChoice = select_device(device)
+        self.device = self.device_choice.device
+        self.network = self.loaded.network.to(self.device).eval()
+        self.preprocessor = Preprocessor(self.loaded.spec)
+        self.distance = get_distance(self.loaded.distance)
+        self.model_threshold = self.loaded.threshold
+        self.threshold = float(threshold) if threshold is not None else self.model_threshold
+        self._lock = threading.Lock()
+
+    @property
+    def meta(self) -> dict:
+        return self.loaded.meta
+
+    @property
+    def path(self) -> Path | None:
+        return self.loaded.path
+
+    @property
+    def face_mode(self) -> bool:
+        return self.loaded.spec.face is not None
+
+    # -- preprocessing -------------------------------------------------------------
+    def prepare(self, image: ImageSource, *, face_policy: str = "largest", bgr: bool = False
+                ) -> tuple[np.ndarray, FaceInfo | None]:
+        return self.preprocessor.prepare(image, face_policy=face_policy, bgr=bgr)
+
+    # -- embeddings ------------------------------------------------------------------
+    def embed_prepared(self, arrays: Sequence[np.ndarray] | torch.Tensor, batch_size: int = 64) -> torch.Tensor:
+        """Embeddings (N, D) on the CPU for prepared uint8 arrays (or an (N,C,H,W) uint8 tensor)."""
+        _guard()
+        batch = arrays if isinstance(arrays, torch.Tensor) else stack_prepared(list(arrays))
+        out = []
+        with self._lock, torch.inference_mode():
+            for i in range(0, len(batch), batch_size):
+                x = self.preprocessor.normalize(batch[i:i + batch_size].to(self.device))
+                out.append(self.network.embed(x).float().cpu())
+        if not out:
+            return torch.empty(0, self.network.embedding_dim)
+        return torch.cat(out)
+
+    def embed(self, images: Sequence[ImageSource], *, face_policy: str = "largest", bgr: bool = False,
+              batch_size: int = 64) -> torch.Tensor:
+        arrays = [self.prepare(im, face_policy=face_policy, bgr=bgr)[0] for im in images]
+        return self.embed_prepared(arrays, batch_size)
+
+    def distances(self, emb_a: torch.Tensor, emb_b: torch.Tensor) -> np.ndarray:
+        return self.distance.pairwise(emb_a, emb_b).numpy().astype(np.float64)
+
+    # -- comparison ------------------------------------------------------------------
+    def compare_prepared(self, arr_a: np.ndarray, arr_b: np.ndarray, threshold: float | None = None) -> Comparison:
+        emb = self.embed_prepared([arr_a, arr_b])  # one batch for both images
+        d = float(self.distance.pairwise(emb[:1], emb[1:])[0])
+        t = self.threshold if threshold is None else float(threshold)
+        return Comparison(d, t, d < t, inputs=(arr_a, arr_b))
+
+    def compare(self, image_a: ImageSource, image_b: ImageSource, *, threshold: float | None = None,
+                face_policy: str = "largest", bgr: bool = False) -> Comparison:
+        arr_a, info_a = self.prepare(image_a, face_policy=face_policy, bgr=bgr)
+        arr_b, info_b = self.prepare(image_b, face_policy=face_policy, bgr=bgr)
+        result = self.compare_prepared(arr_a, arr_b, threshold)
+        result.faces = (info_a, info_b)
+        if self.face_mode:
+            for label, info in (("A", info_a), ("B", info_b)):
+                if info is not None and (info.count != 1 or info.mode != "face"):
+                    result.notes.append(f"Image {label}: {info.message()}")
+        return result
+
+    def pair_distances(self, pairs: Sequence[tuple[ImageSource, ImageSource]], *, batch_size: int = 64,
+                       progress: Callable[[int, int], None] | None = None) -> np.ndarray:
+        """Distances for many pairs; each distinct image is prepared and embedded once."""
+        keys: dict = {}
+        for a, b in pairs:
+            for im in (a, b):
+                k = os.fspath(im) if isinstance(im, (str, os.PathLike)) else id(im)
+                if k not in keys:
+                    keys[k] = (len(keys), im)
+        items = list(keys.values())
+        embs = []
+        for start in range(0, len(items), batch_size):
+            chunk = items[start:start + batch_size]
+            embs.append(self.embed([im for _, im in chunk], batch_size=batch_size))
+            if progress:
+                progress(min(start + batch_size, len(items)), len(items))
+        emb = torch.cat(embs) if embs else torch.empty(0)
+
+        def idx(im):
+            return keys[os.fspath(im) if isinstance(im, (str, os.PathLike)) else id(im)][0]
+
+        ia = torch.tensor([idx(a) for a, _ in pairs], dtype=torch.long)
+        ib = torch.tensor([idx(b) for _, b in pairs], dtype=torch.long)
+        return self.distances(emb[ia], emb[ib])
