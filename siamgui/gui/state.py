@@ -1,0 +1,92 @@
+"""Application state shared by the tabs: the current model and device.
+
+Tabs receive one :class:`AppState` and listen to its signals; they never load
+models themselves. Loading (torch import + file read) runs in a worker thread
+so the window stays responsive; ``model_changed`` fires on the GUI thread once
+the new :class:`~siamgui.core.verifier.Verifier` is ready.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QObject, QThread, Signal
+
+
+class _LoadThread(QThread):
+    loaded = Signal(object)  # Verifier
+    failed = Signal(str)
+
+    def __init__(self, source, device: str, parent=None):
+        super().__init__(parent)
+        self.source, self.device = source, device
+
+    def run(self):
+        try:
+            from siamgui.core.errors import SiamguiError
+            from siamgui.core.verifier import Verifier
+
+            try:
+                self.loaded.emit(Verifier(self.source, device=self.device))
+            except SiamguiError as exc:
+                self.failed.emit(str(exc))
+        except Exception as exc:  # noqa: BLE001 - shown to the user, app keeps working
+            self.failed.emit(f"Could not load the model: {type(exc).__name__}: {exc}")
+
+
+class AppState(QObject):
+    """The current model (a Verifier) and device.
+
+    Signals (all emitted on the GUI thread):
+    - ``model_loading(str)``: a load started (a label for the status bar)
+    - ``model_changed(object)``: the new Verifier is ready
+    - ``model_failed(str)``: a load failed; the previous model stays current
+    - ``threshold_changed(float)``: the user moved the decision threshold
+    """
+
+    model_loading = Signal(str)
+    model_changed = Signal(object)
+    model_failed = Signal(str)
+    threshold_changed = Signal(float)
+
+    def __init__(self, device: str = "auto", parent=None):
+        super().__init__(parent)
+        self.verifier = None  # siamgui.core.verifier.Verifier | None
+        self.device = device
+        self._threads: list[_LoadThread] = []
+
+    # -- model ---------------------------------------------------------------------
+    def load_model(self, source=None) -> None:
+        """Load a model file (None = the bundled model) or a LoadedModel, off the GUI thread."""
+        label = "bundled model" if source is None else (Path(source).name if isinstance(source, (str, Path))
+                                                          else getattr(source, "name", "model"))
+        self.model_loading.emit(label)
+        thread = _LoadThread(source, self.device, self)
+        thread.loaded.connect(self._on_loaded)
+        thread.failed.connect(self.model_failed)
+        thread.finished.connect(lambda t=thread: self._forget(t))
+        self._threads.append(thread)
+        thread.start()
+
+    def set_device(self, device: str) -> None:
+        """Switch device; reloads the current model on it."""
+        self.device = device
+        if self.verifier is not None:
+            self.load_model(self.verifier.loaded)
+
+    def _on_loaded(self, verifier) -> None:
+        self.verifier = verifier
+        self.model_changed.emit(verifier)
+
+    def _forget(self, thread) -> None:
+        if thread in self._threads:
+            self._threads.remove(thread)
+        thread.deleteLater()
+
+    @property
+    def busy(self) -> bool:
+        return any(t.isRunning() for t in self._threads)
+
+    def wait(self, msecs: int = 30000) -> bool:
+        """Wait for pending loads (on quit and in tests)."""
+        return all(t.wait(msecs) for t in list(self._threads))
