@@ -279,8 +279,18 @@ def train(config: TrainConfig, control: TrainControl | None = None, dataset: Fol
 
     Raises :class:`SiamguiError` (with a readable message) for unusable input and
     :class:`DeviceError` for out-of-memory; nothing is written to disk here.
+    Closing the generator early (``.close()``, or dropping it) cancels the job,
+    so no background decoding outlives it.
     """
     control = control or TrainControl()
+    try:
+        yield from _train(config, control, dataset)
+    except GeneratorExit:
+        control.cancel()
+        raise
+
+
+def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | None):
     cfg = config.resolved()
     t_start = time.perf_counter()
     seed_everything(cfg.seed)
