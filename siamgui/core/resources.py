@@ -30,3 +30,14 @@ def bundled_model_path() -> Path:
 
 def has_bundled_model() -> bool:
     return bundled_model_path().is_file()
+
+
+def user_data_dir() -> Path:
+    """The app's data folder (gallery database...): ``$SIAMGUI_DATA_DIR``, else the
+    platform's user data folder (platformdirs). Not created here."""
+    env = os.environ.get("SIAMGUI_DATA_DIR")
+    if env:
+        return Path(env)
+    import platformdirs
+
+    return Path(platformdirs.user_data_dir("siamgui", appauthor=False))
