@@ -183,6 +183,10 @@ def cmd_evaluate(args) -> int:
     from siamgui.core.errors import DatasetError
     from siamgui.core.verifier import Verifier
 
+    if args.one_shot:  # N-way K-shot episodes (siamgui.core.oneshot)
+        from siamgui.gallery_cli import cmd_evaluate_one_shot
+
+        return cmd_evaluate_one_shot(args)
     sources = [bool(args.data_dir), bool(args.pairs), bool(args.lfw_pairs)]
     if sum(sources) != 1:
         raise UsageError("give exactly one of DATA_DIR, --pairs or --lfw-pairs")
@@ -334,6 +338,12 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--device", choices=DEVICES, default="auto")
     e.add_argument("--threshold", type=_finite_float, help="override the model's threshold")
     e.add_argument("--json", action="store_true")
+    e.add_argument("--one-shot", metavar="DATA_DIR", help="N-way K-shot identification episodes on a class folder")
+    e.add_argument("--way", type=_positive_int, default=5, help="--one-shot: classes per episode (default 5)")
+    e.add_argument("--shots", type=_positive_int, default=1, help="--one-shot: support images per class (default 1)")
+    e.add_argument("--episodes", type=_positive_int, default=1000, help="--one-shot: episodes (default 1000)")
+    e.add_argument("--rank", choices=("min", "mean"), default="min",
+                   help="--one-shot: class distance: nearest support image (min) or mean of them")
     e.set_defaults(func=cmd_evaluate)
 
     i = sub.add_parser("info", help="show a model file's metadata")
