@@ -118,10 +118,10 @@ def _quick_check(path: str) -> str | None:
         return "empty file"
     from PIL import Image
 
-    from siamgui.core.images import ALLOWED_FORMATS, MAX_PIXELS
+    from siamgui.core.images import MAX_PIXELS, open_formats
 
     try:
-        with Image.open(path, formats=ALLOWED_FORMATS) as im:
+        with Image.open(path, formats=open_formats()) as im:
             w, h = im.size
             if w * h > MAX_PIXELS:
                 return f"too large ({w}x{h})"

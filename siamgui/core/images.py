@@ -34,6 +34,19 @@ IMAGE_EXTENSIONS = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".pgm", ".ppm", "
 ImageSource = Union[str, os.PathLike, bytes, bytearray, Image.Image, np.ndarray]
 
 
+def open_formats() -> tuple[str, ...]:
+    """The allowed formats this Pillow registers (Pillow 13 folded MPO into JPEG;
+    naming an unregistered format makes ``Image.open`` raise KeyError)."""
+    global _OPEN_FORMATS
+    if _OPEN_FORMATS is None:
+        Image.init()
+        _OPEN_FORMATS = tuple(f for f in ALLOWED_FORMATS if f in Image.OPEN)
+    return _OPEN_FORMATS
+
+
+_OPEN_FORMATS: tuple[str, ...] | None = None
+
+
 def is_image_name(name: str) -> bool:
     """True for a file name with an image extension (case-insensitive), not hidden."""
     base = os.path.basename(name)
@@ -70,6 +83,8 @@ def load_image(source: ImageSource, *, bgr: bool = False, max_pixels: int = MAX_
             raise ImageError("The image data is empty.")
         return _decode(io.BytesIO(bytes(source)), describe(source), max_pixels)
     if isinstance(source, (str, os.PathLike)):
+        if not os.fspath(source):  # Path("") would mean the current folder
+            raise ImageError("No image file was given (the path is empty).")
         path = Path(source)
         name = str(path)
         try:
@@ -96,7 +111,7 @@ def _decode(fh, label: str, max_pixels: int) -> Image.Image:
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            im = Image.open(fh, formats=ALLOWED_FORMATS)
+            im = Image.open(fh, formats=open_formats())
             _check_size(im, max_pixels, label)
             im.seek(0)  # first frame of an animation
             im.load()

@@ -1,0 +1,48 @@
+"""Shared helpers of the bad-input / fault tests (test_bad_*.py, test_saving.py, ...)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+
+def run_main(capsys, *argv) -> tuple[int, str, str]:
+    """``siamgui ARGV`` in this process: (exit code, stdout, stderr)."""
+    from siamgui.cli import main
+
+    capsys.readouterr()
+    code = main([os.fspath(a) for a in argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def run_cli(*argv, timeout: float = 120, env: dict | None = None, cwd=None) -> subprocess.CompletedProcess:
+    """``python -m siamgui ARGV`` in a fresh process, as a user runs it."""
+    full_env = dict(os.environ, PYTHONUNBUFFERED="1")
+    full_env.update(env or {})
+    return subprocess.run([sys.executable, "-m", "siamgui", *map(os.fspath, argv)], capture_output=True,
+                          text=True, timeout=timeout, env=full_env, cwd=cwd)
+
+
+def assert_one_line_error(code: int, err: str, expect: str | None = None) -> str:
+    """Exit code 2, exactly one non-empty stderr line, no traceback; returns that line."""
+    lines = [ln for ln in err.splitlines() if ln.strip()]
+    assert code == 2, (code, err)
+    assert len(lines) == 1, err
+    assert "Traceback" not in err and lines[0].startswith("siamgui: error: "), err
+    if expect is not None:
+        assert expect.lower() in lines[0].lower(), lines[0]
+    return lines[0]
+
+
+def tree(root) -> dict[str, int]:
+    """Every file and folder below ``root`` (relative path -> size, -1 for folders)."""
+    out = {}
+    for dirpath, dirnames, filenames in os.walk(root):
+        for d in dirnames:
+            out[os.path.relpath(os.path.join(dirpath, d), root)] = -1
+        for f in filenames:
+            p = os.path.join(dirpath, f)
+            out[os.path.relpath(p, root)] = os.lstat(p).st_size
+    return out
