@@ -50,14 +50,32 @@ class FaceInfo:
 
 _cascade = None
 _cascade_lock = threading.Lock()
+_cv2_lock = threading.Lock()
+_cv2 = None
+
+
+def _import_cv2():
+    """Import OpenCV once, under a lock.
+
+    cv2's loader swaps modules in ``sys.modules`` while it runs, so a second
+    thread importing it at that moment gets a half-initialised module without
+    ``cv2.data`` (seen with the training decode threads).
+    """
+    global _cv2
+    if _cv2 is None:
+        with _cv2_lock:
+            if _cv2 is None:
+                import cv2
+
+                _cv2 = cv2
+    return _cv2
 
 
 def _get_cascade():
     global _cascade
     with _cascade_lock:
         if _cascade is None:
-            import cv2
-
+            cv2 = _import_cv2()
             path = os.path.join(cv2.data.haarcascades, "haarcascade_frontalface_default.xml")
             cascade = cv2.CascadeClassifier(path)
             if cascade.empty():
@@ -68,7 +86,7 @@ def _get_cascade():
 
 def find_faces(rgb: np.ndarray, min_size_fraction: float = 0.12) -> list[tuple[int, int, int, int]]:
     """Detect frontal faces in an RGB uint8 array; boxes largest first."""
-    import cv2
+    cv2 = _import_cv2()
 
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
     h, w = grey.shape[:2]
