@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import os
+import struct
 import subprocess
 import sys
+import zlib
 
 
 def run_main(capsys, *argv) -> tuple[int, str, str]:
@@ -46,3 +48,13 @@ def tree(root) -> dict[str, int]:
             p = os.path.join(dirpath, f)
             out[os.path.relpath(p, root)] = os.lstat(p).st_size
     return out
+
+
+def png_claiming(w: int, h: int) -> bytes:
+    """A valid-looking PNG header claiming w x h pixels, with almost no data (a decompression bomb)."""
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
+            + chunk(b"IEND", b""))

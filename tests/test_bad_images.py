@@ -10,9 +10,7 @@ from __future__ import annotations
 import io
 import json
 import resource
-import struct
 import time
-import zlib
 
 import numpy as np
 import pytest
@@ -20,21 +18,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from PIL import Image
 
-from _faults_helpers import assert_one_line_error, run_cli, run_main
+from _faults_helpers import assert_one_line_error, png_claiming, run_cli, run_main
 from siamgui.core.errors import ImageError
 from siamgui.core.images import load_image
 
 RED, GREEN, BLUE, WHITE = (255, 0, 0), (0, 255, 0), (0, 0, 255), (255, 255, 255)
-
-
-def _png_claiming(w: int, h: int) -> bytes:
-    """A valid-looking PNG header claiming w x h pixels, with almost no data (a decompression bomb)."""
-    def chunk(kind: bytes, data: bytes) -> bytes:
-        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
-
-    ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
-    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
-            + chunk(b"IEND", b""))
 
 
 def _encoded(im: Image.Image, fmt: str, **kw) -> bytes:
@@ -138,7 +126,7 @@ INVALID = {
     "text-named-jpg": ("notes.jpg", lambda: b"Dear diary, this is not a picture.\n" * 20, "not an image"),
     "truncated-jpeg": ("cut.jpg", lambda: _encoded(_noise(), "JPEG")[:700], "truncated"),
     "truncated-png": ("cut.png", lambda: _encoded(_noise(), "PNG")[:3000], "truncated"),
-    "decompression-bomb": ("bomb.png", lambda: _png_claiming(30000, 30000), "too large"),
+    "decompression-bomb": ("bomb.png", lambda: png_claiming(30000, 30000), "too large"),
     "unsupported-format-ico": ("icon.png", lambda: _encoded(Image.new("RGB", (16, 16)), "ICO"), "not supported"),
     "directory": ("folder.png", None, "folder"),
     "missing-path": ("gone.png", None, "no such file"),
@@ -197,7 +185,7 @@ def test_decompression_bomb_is_not_allocated(tmp_path, monkeypatch):
     real_load = ImageFile.ImageFile.load
     monkeypatch.setattr(ImageFile.ImageFile, "load", lambda self: decoded.append(self.size) or real_load(self))
     path = tmp_path / "bomb.png"
-    path.write_bytes(_png_claiming(30000, 30000))
+    path.write_bytes(png_claiming(30000, 30000))
     assert path.stat().st_size < 200
     rss0 = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss  # KiB on Linux
     t0 = time.perf_counter()

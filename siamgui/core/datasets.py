@@ -90,7 +90,12 @@ class FolderDataset:
         problems = []
         with_pairs = int((counts >= 2).sum())
         if not self.samples:
-            problems.append("The folder holds no readable images (expected one sub-folder of images per class).")
+            if self.skipped:
+                path, reason = self.skipped[0]
+                problems.append(f"The folder holds no readable images: {len(self.skipped)} file(s) could not be "
+                                f"read (e.g. {os.path.basename(path)}: {reason}).")
+            else:
+                problems.append("The folder holds no readable images (expected one sub-folder of images per class).")
         elif len(self.classes) < 2:
             problems.append("Training needs at least two classes (sub-folders); found "
                             f"{len(self.classes)}.")
@@ -125,6 +130,8 @@ def _quick_check(path: str) -> str | None:
             w, h = im.size
             if w * h > MAX_PIXELS:
                 return f"too large ({w}x{h})"
+    except Image.DecompressionBombError:
+        return "too large (more pixels than allowed)"
     except Exception:  # noqa: BLE001 - any decoder failure means "not an image"
         return "not a readable image"
     return None
