@@ -74,6 +74,13 @@ class AppState(QObject):
         if self.verifier is not None:
             self.load_model(self.verifier.loaded)
 
+    def set_threshold(self, value: float) -> None:
+        """The user's decision threshold for the current model (emits ``threshold_changed`` when it changes)."""
+        if self.verifier is None or float(value) == self.verifier.threshold:
+            return
+        self.verifier.threshold = float(value)
+        self.threshold_changed.emit(float(value))
+
     def _on_loaded(self, verifier) -> None:
         self.verifier = verifier
         self.model_changed.emit(verifier)

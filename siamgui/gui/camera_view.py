@@ -1,0 +1,265 @@
+"""A live camera preview widget, reusable by any tab.
+
+:class:`CameraView` shows frames read by a worker thread from a
+``siamgui.capture`` source (device index, video file or URL) at the source's
+frame rate. The worker only emits signals; it drops frames while the GUI is
+still busy with the previous one, so a slow GUI never builds up a queue.
+
+API (all on the GUI thread):
+
+- ``start(source)``: ``source`` is an int, a str (index, file, URL) or a
+  callable returning a :class:`~siamgui.capture.camera.CameraSource`.
+- ``stop()``; ``shutdown()`` also waits for the thread (call it on close).
+- ``running`` / ``source``; ``current_frame()`` -> the last BGR frame (copy) or None.
+- ``set_detect_faces(bool)``: detect faces (Haar) in the worker and draw boxes;
+  ``last_boxes`` holds the boxes of the current frame.
+- ``set_overlays(list[Overlay])``: extra boxes/labels drawn on every frame
+  (e.g. identification results) until replaced.
+- Signals: ``started(str description)``, ``frame_ready(np.ndarray BGR)`` per
+  shown frame, ``stopped(str message)`` (empty when stopped on request,
+  otherwise why: open failure, file ended, camera lost).
+
+The preview pauses while the widget is hidden (tab changed, window minimised)
+and resumes when shown again, unless ``pause_when_hidden=False``.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+from PySide6.QtCore import QThread, Signal
+from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
+
+from siamgui.gui.image_view import SKY_BLUE, ImageView, Overlay, array_to_qimage
+
+
+class CameraWorker(QThread):
+    """Reads a source in its own thread; emits ``opened``, ``frame`` and ``ended``, tagged with ``gen``."""
+
+    opened = Signal(int, str, float, bool)  # gen, description, fps, is_file
+    frame = Signal(int, object, object)  # gen, BGR ndarray, face boxes
+    ended = Signal(int, str)  # gen, message ("" = stopped on request)
+
+    def __init__(self, source, gen: int, detect_faces: bool = False, parent=None):
+        super().__init__(parent)
+        self.setObjectName("camera")
+        self.source, self.gen = source, gen
+        self.detect_faces = detect_faces
+        self._stop = threading.Event()
+        self._busy = threading.Event()
+        self.frames_emitted = 0
+
+    def request_stop(self) -> None:
+        self.requestInterruption()
+        self._stop.set()
+
+    def ack(self) -> None:
+        """The GUI has shown the last frame; the next one may be sent."""
+        self._busy.clear()
+
+    def _open(self):
+        from siamgui.capture.camera import open_source
+
+        return self.source() if callable(self.source) else open_source(self.source)
+
+    def run(self):
+        from siamgui.gui.workers import error_text
+
+        try:
+            src = self._open()
+        except Exception as exc:  # noqa: BLE001 - shown in the preview area
+            self.ended.emit(self.gen, error_text(exc))
+            return
+        message = ""
+        try:
+            self.opened.emit(self.gen, src.description, float(src.fps), bool(src.is_file))
+            period = 1.0 / src.fps if src.is_file and src.fps > 0 else 0.0
+            due = time.monotonic()
+            while not self._stop.is_set():
+                frame = src.read()
+                if frame is None:
+                    message = src.end_message()
+                    break
+                if not self._busy.is_set():
+                    boxes = self._faces(frame) if self.detect_faces else []
+                    self._busy.set()
+                    self.frames_emitted += 1
+                    self.frame.emit(self.gen, frame, boxes)
+                if period:
+                    due += period
+                    delay = due - time.monotonic()
+                    if delay > 0:
+                        self._stop.wait(delay)
+                    else:
+                        due = time.monotonic()
+        except Exception as exc:  # noqa: BLE001 - a backend failure mid-stream
+            message = error_text(exc)
+        finally:
+            src.release()
+        self.ended.emit(self.gen, message)
+
+    @staticmethod
+    def _faces(frame: np.ndarray) -> list:
+        try:
+            import cv2
+
+            from siamgui.core.face import find_faces
+
+            return find_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+        except Exception:  # noqa: BLE001 - a preview without boxes is still a preview
+            return []
+
+
+class CameraView(QWidget):
+    """Live preview of a camera source (see the module docstring for the API)."""
+
+    started = Signal(str)
+    frame_ready = Signal(object)
+    stopped = Signal(str)
+
+    def __init__(self, parent=None, *, pause_when_hidden: bool = True):
+        super().__init__(parent)
+        self.pause_when_hidden = pause_when_hidden
+        self.view = ImageView(self, placeholder="Camera off", min_side=160)
+        self.status_label = QLabel("")
+        self.status_label.setWordWrap(True)
+        self.status_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(0, 0, 0, 0)
+        lay.addWidget(self.view, 1)
+        lay.addWidget(self.status_label)
+        self._worker: CameraWorker | None = None
+        self._old: list[CameraWorker] = []
+        self._gen = 0
+        self._source = None
+        self._paused = False
+        self._frame: np.ndarray | None = None
+        self._detect_faces = False
+        self._overlays: list[Overlay] = []
+        self.last_boxes: list = []
+        self.description = ""
+        self.fps = 0.0
+
+    # -- control -------------------------------------------------------------------
+    @property
+    def running(self) -> bool:
+        return self._worker is not None
+
+    @property
+    def source(self):
+        return self._source
+
+    def start(self, source) -> None:
+        """Start (or restart) the preview on ``source``."""
+        self._source = source
+        self._paused = False
+        self._launch()
+
+    def stop(self) -> None:
+        self._source = None
+        self._paused = False
+        self._halt()
+        self.view.set_placeholder("Camera off")
+        self.view.set_image(None)
+        self._frame = None
+
+    def shutdown(self, wait_ms: int = 5000) -> bool:
+        """Stop and wait for the reader thread (the camera is released by then)."""
+        self.stop()
+        ok = True
+        for w in list(self._old):
+            ok = w.wait(wait_ms) and ok
+        return ok
+
+    def current_frame(self) -> np.ndarray | None:
+        return None if self._frame is None else self._frame.copy()
+
+    def set_detect_faces(self, on: bool) -> None:
+        self._detect_faces = bool(on)
+        if self._worker is not None:
+            self._worker.detect_faces = self._detect_faces
+        if not on:
+            self.last_boxes = []
+            self._redraw_overlays()
+
+    def set_overlays(self, overlays: list[Overlay]) -> None:
+        self._overlays = list(overlays)
+        self._redraw_overlays()
+
+    # -- internals ---------------------------------------------------------------------
+    def _launch(self) -> None:
+        self._halt()
+        self._gen += 1
+        self._frame = None
+        self.view.set_image(None)
+        self.view.set_placeholder("Opening camera…")
+        self.status_label.setText("")
+        w = CameraWorker(self._source, self._gen, self._detect_faces, self)
+        w.opened.connect(self._on_worker_opened)
+        w.frame.connect(self._on_worker_frame)
+        w.ended.connect(self._on_worker_ended)
+        w.finished.connect(lambda w=w: self._forget(w))
+        self._worker = w
+        self._old.append(w)
+        w.start()
+
+    def _halt(self) -> None:
+        if self._worker is not None:
+            self._worker.request_stop()
+            self._worker = None
+            self._gen += 1  # anything still queued from it is now stale
+
+    def _forget(self, w: CameraWorker) -> None:
+        if w in self._old and not w.isRunning():
+            self._old.remove(w)
+            w.deleteLater()
+
+    def _on_worker_opened(self, gen: int, description: str, fps: float, is_file: bool) -> None:
+        if gen != self._gen:
+            return
+        self.description, self.fps = description, fps
+        self.status_label.setText(f"{description} · {fps:.0f} fps")
+        self.started.emit(description)
+
+    def _on_worker_frame(self, gen: int, frame: np.ndarray, boxes: list) -> None:
+        w = self._worker
+        if gen != self._gen or w is None:
+            return
+        self._frame = frame
+        self.last_boxes = list(boxes)
+        self.view.set_image(array_to_qimage(frame, bgr=True))
+        self._redraw_overlays()
+        w.ack()
+        self.frame_ready.emit(frame)
+
+    def _on_worker_ended(self, gen: int, message: str) -> None:
+        if gen != self._gen:
+            return
+        self._worker = None
+        self._source = None if message else self._source
+        if message:
+            self.view.set_image(None)
+            self._frame = None
+            self.view.set_placeholder(message)
+            self.status_label.setText(message)
+        self.stopped.emit(message)
+
+    def _redraw_overlays(self) -> None:
+        faces = [Overlay(tuple(b), SKY_BLUE, "", 3.0) for b in self.last_boxes] if self._detect_faces else []
+        self.view.set_overlays(faces + self._overlays)
+
+    # -- pause while hidden ----------------------------------------------------------------
+    def hideEvent(self, event):  # noqa: N802
+        if self.pause_when_hidden and self._worker is not None:
+            self._halt()
+            self._paused = True
+            self.status_label.setText("Paused while hidden")
+        super().hideEvent(event)
+
+    def showEvent(self, event):  # noqa: N802
+        super().showEvent(event)
+        if self._paused and self._source is not None:
+            self._paused = False
+            self._launch()

@@ -1,0 +1,548 @@
+"""The Compare tab: two image slots, the verdict, the threshold, face mode and the camera."""
+
+from __future__ import annotations
+
+import datetime as _dt
+import math
+
+from PySide6.QtCore import Qt, Signal
+from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel,
+                               QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
+
+from siamgui.gui.camera_view import CameraView
+from siamgui.gui.distance_bar import DistanceBar
+from siamgui.gui.image_slot import ImageSlot
+from siamgui.gui.image_view import BLUE, ORANGE, VERMILLION
+from siamgui.gui.workers import FunctionWorker, LatestOnlyWorker
+
+SLIDER_STEPS = 1000
+NO_MODEL_TEXT = "No model loaded — open a model file (Model ▸ Open model file…)"
+VIDEO_FILTER = "Videos (*.avi *.mp4 *.mkv *.mov *.webm *.mjpg *.mjpeg);;All files (*)"
+
+
+def _compare_job(verifier, image_a, image_b, face_policy: str, threshold: float):
+    """Runs in the worker thread."""
+    return verifier.compare(image_a, image_b, threshold=threshold, face_policy=face_policy)
+
+
+class ResultPanel(QWidget):
+    """Verdict, distance visual, threshold control and notes."""
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.verdict_label = QLabel("")
+        self.verdict_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.verdict_label.setWordWrap(True)
+        self.verdict_label.setMinimumHeight(self.fontMetrics().height() * 3)
+        font = self.verdict_label.font()
+        font.setPointSizeF(font.pointSizeF() * 1.6)
+        font.setBold(True)
+        self.verdict_label.setFont(font)
+        self.verdict_label.setFrameShape(QFrame.Shape.StyledPanel)
+        self.detail_label = QLabel("")
+        self.detail_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.detail_label.setWordWrap(True)
+        self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.bar = DistanceBar(self)
+
+        self.slider = QSlider(Qt.Orientation.Horizontal)
+        self.slider.setRange(0, SLIDER_STEPS)
+        self.slider.setToolTip("Decision threshold: distances below it count as the same")
+        self.spin = QDoubleSpinBox()
+        self.spin.setDecimals(4)
+        self.spin.setRange(0.0, 1e6)
+        self.spin.setKeyboardTracking(False)
+        self.spin.setToolTip("Decision threshold")
+        self.reset_button = QPushButton("Reset to model's threshold")
+        thr = QGroupBox("Decision threshold")
+        tl = QVBoxLayout(thr)
+        row = QHBoxLayout()
+        row.addWidget(self.slider, 1)
+        row.addWidget(self.spin)
+        tl.addLayout(row)
+        tl.addWidget(self.reset_button)
+
+        self.face_combo = QComboBox()
+        self.face_combo.addItem("Use the largest face", "largest")
+        self.face_combo.addItem("Compare the whole image", "whole")
+        self.face_label = QLabel("Faces:")
+        self.face_label.setBuddy(self.face_combo)
+        face_row = QHBoxLayout()
+        face_row.addWidget(self.face_label)
+        face_row.addWidget(self.face_combo, 1)
+
+        self.notes_label = QLabel("")
+        self.notes_label.setWordWrap(True)
+        self.notes_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
+        self.open_model_button = QPushButton("Open model file…")
+        self.open_model_button.setVisible(False)
+
+        lay = QVBoxLayout(self)
+        lay.setContentsMargins(4, 0, 4, 0)
+        lay.addStretch(1)
+        lay.addWidget(self.verdict_label)
+        lay.addWidget(self.detail_label)
+        lay.addWidget(self.bar)
+        lay.addSpacing(8)
+        lay.addWidget(thr)
+        lay.addLayout(face_row)
+        lay.addWidget(self.notes_label)
+        lay.addWidget(self.open_model_button)
+        lay.addStretch(2)
+        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
+        self.setMinimumWidth(230)
+        self.setMaximumWidth(360)
+
+
+class CompareTab(QWidget):
+    """Compares the images in slots A and B with the current model, off the GUI thread.
+
+    Signals: ``comparison_finished(bool)`` whenever a comparison that is still
+    current has finished (True with a verdict shown, False when it failed);
+    ``open_model_requested()``; ``message(str)`` for the status bar.
+    """
+
+    comparison_finished = Signal(bool)
+    open_model_requested = Signal()
+    message = Signal(str)
+
+    def __init__(self, state, parent=None, camera_source=None):
+        super().__init__(parent)
+        self.state = state
+        self.verifier = None
+        self.result = None  # the Comparison for the current images, model and face policy
+        self._req = 0
+        self._pending_req = -1
+        self._loading = False
+        self._model_error = ""
+        self._updating_threshold = False
+        self._pending_capture: ImageSlot | None = None
+        self._list_workers: list[FunctionWorker] = []
+        self._cameras_listed = False
+
+        self.worker = LatestOnlyWorker(_compare_job, self, name="compare")
+        self.worker.succeeded.connect(self._on_compare_succeeded)
+        self.worker.failed.connect(self._on_compare_failed)
+
+        self.slot_a = ImageSlot("A", self)
+        self.slot_b = ImageSlot("B", self)
+        self.panel = ResultPanel(self)
+        self.verdict_label = self.panel.verdict_label
+        self.threshold_slider, self.threshold_spin = self.panel.slider, self.panel.spin
+        self.face_combo = self.panel.face_combo
+
+        # camera panel (shown on demand)
+        self.camera_box = QGroupBox("Camera")
+        self.camera_view = CameraView(self.camera_box)
+        self.source_combo = QComboBox()
+        self.source_combo.setEditable(True)
+        self.source_combo.setToolTip("Camera number, video file or stream URL")
+        self.source_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
+        self.source_combo.setMinimumContentsLength(8)
+        self.refresh_button = QPushButton("Find")
+        self.refresh_button.setToolTip("Look for connected cameras")
+        self.file_button = QPushButton("File…")
+        self.file_button.setToolTip("Use a video file as the camera")
+        self.start_button = QPushButton("Start")
+        self.capture_a_button = QPushButton("Capture to A")
+        self.capture_b_button = QPushButton("Capture to B")
+        cl = QVBoxLayout(self.camera_box)
+        src_row = QHBoxLayout()
+        src_row.addWidget(self.source_combo, 1)
+        src_row.addWidget(self.refresh_button)
+        src_row.addWidget(self.file_button)
+        cl.addLayout(src_row)
+        cl.addWidget(self.camera_view, 1)
+        cap_row = QHBoxLayout()
+        cap_row.addWidget(self.start_button)
+        cap_row.addWidget(self.capture_a_button)
+        cap_row.addWidget(self.capture_b_button)
+        cl.addLayout(cap_row)
+        self.camera_box.setVisible(False)
+
+        self.camera_toggle = QPushButton("Show camera")
+        self.camera_toggle.setCheckable(True)
+        self.swap_button = QPushButton("Swap A ⇄ B")
+        top = QHBoxLayout()
+        top.addWidget(self.swap_button)
+        top.addStretch(1)
+        top.addWidget(self.camera_toggle)
+
+        body = QHBoxLayout()
+        body.addWidget(self.slot_a, 3)
+        body.addWidget(self.panel, 2)
+        body.addWidget(self.slot_b, 3)
+        body.addWidget(self.camera_box, 3)
+        lay = QVBoxLayout(self)
+        lay.addLayout(top)
+        lay.addLayout(body, 1)
+
+        # wiring
+        for slot in (self.slot_a, self.slot_b):
+            slot.image_changed.connect(self.request_comparison)
+            slot.capture_requested.connect(lambda s=slot: self.capture_to(s))
+            slot.message.connect(self.message)
+        self.threshold_slider.valueChanged.connect(self._on_slider_changed)
+        self.threshold_spin.valueChanged.connect(self._on_spin_changed)
+        self.panel.reset_button.clicked.connect(self.reset_threshold)
+        self.face_combo.currentIndexChanged.connect(lambda _i: self.request_comparison())
+        self.panel.open_model_button.clicked.connect(self.open_model_requested)
+        self.swap_button.clicked.connect(self.swap)
+        self.camera_toggle.toggled.connect(self.show_camera_panel)
+        self.start_button.clicked.connect(self._on_start_clicked)
+        self.refresh_button.clicked.connect(self.refresh_cameras)
+        self.file_button.clicked.connect(self._choose_video)
+        self.capture_a_button.clicked.connect(lambda: self.capture_to(self.slot_a))
+        self.capture_b_button.clicked.connect(lambda: self.capture_to(self.slot_b))
+        self.camera_view.frame_ready.connect(self._on_camera_frame)
+        self.camera_view.started.connect(self._on_camera_started)
+        self.camera_view.stopped.connect(self._on_camera_stopped)
+        state.model_loading.connect(self._on_model_loading)
+        state.model_changed.connect(self.set_verifier)
+        state.model_failed.connect(self._on_model_failed)
+        state.threshold_changed.connect(self._on_state_threshold)
+
+        if camera_source is not None:
+            self.source_combo.setEditText(str(camera_source))
+        self._set_threshold_enabled(False)
+        if state.verifier is not None:
+            self.set_verifier(state.verifier)
+        else:
+            self._show_idle()
+
+    # -- model ---------------------------------------------------------------------------
+    def set_verifier(self, verifier) -> None:
+        self.verifier = verifier
+        self._loading = False
+        self._model_error = ""
+        self.panel.open_model_button.setVisible(False)
+        self._configure_threshold(verifier)
+        face = bool(verifier.face_mode)
+        self.face_combo.setEnabled(face)
+        self.panel.face_label.setEnabled(face)
+        self.face_combo.setToolTip("What to compare when a photo has no face or several faces" if face
+                                   else "Face detection is used only by face models")
+        self.camera_view.set_detect_faces(face)
+        self.request_comparison()
+
+    def set_no_model(self, reason: str = "") -> None:
+        """No model is loaded and none is loading (e.g. no bundled model yet)."""
+        self._loading = False
+        self._model_error = reason
+        self._show_idle()
+
+    def _on_model_loading(self, label: str) -> None:
+        self._loading = True
+        if self.verifier is None:
+            self._show_idle()
+
+    def _on_model_failed(self, message: str) -> None:
+        self._loading = False
+        self._model_error = message
+        if self.verifier is None:
+            self._show_idle()
+        else:
+            self._set_notes(f"The new model could not be loaded: {message} The previous model is still in use.",
+                            warn=True)
+
+    # -- threshold -----------------------------------------------------------------------
+    @property
+    def threshold(self) -> float:
+        return float(self.threshold_spin.value())
+
+    def _configure_threshold(self, verifier) -> None:
+        t = float(verifier.threshold)
+        top = 2.0 * float(verifier.model_threshold) if verifier.model_threshold > 0 else 1.0
+        self._slider_max = max(top, t * 1.05, 1e-3)
+        self._updating_threshold = True
+        try:
+            self.threshold_spin.setSingleStep(self._slider_max / 200.0)
+            self.threshold_spin.setValue(t)
+            self.threshold_slider.setValue(self._to_slider(t))
+        finally:
+            self._updating_threshold = False
+        self._set_threshold_enabled(True)
+        self._update_reset_button()
+
+    def _to_slider(self, t: float) -> int:
+        return int(round(min(max(t / self._slider_max, 0.0), 1.0) * SLIDER_STEPS))
+
+    def _set_threshold_enabled(self, on: bool) -> None:
+        for w in (self.threshold_slider, self.threshold_spin, self.panel.reset_button):
+            w.setEnabled(on)
+
+    def set_threshold(self, value: float) -> None:
+        """Set the decision threshold (as the user would)."""
+        self.threshold_spin.setValue(float(value))
+
+    def reset_threshold(self) -> None:
+        if self.verifier is not None:
+            self.set_threshold(self.verifier.model_threshold)
+
+    def _on_slider_changed(self, pos: int) -> None:
+        if self._updating_threshold:
+            return
+        self._updating_threshold = True
+        try:
+            self.threshold_spin.setValue(pos / SLIDER_STEPS * self._slider_max)
+        finally:
+            self._updating_threshold = False
+        self._threshold_changed()
+
+    def _on_spin_changed(self, value: float) -> None:
+        if self._updating_threshold:
+            return
+        self._updating_threshold = True
+        try:
+            self.threshold_slider.setValue(self._to_slider(value))
+        finally:
+            self._updating_threshold = False
+        self._threshold_changed()
+
+    def _on_state_threshold(self, value: float) -> None:
+        if self.verifier is not None and not math.isclose(value, self.threshold, rel_tol=0, abs_tol=1e-9):
+            self.set_threshold(value)
+
+    def _threshold_changed(self) -> None:
+        t = self.threshold
+        self._update_reset_button()
+        if self.verifier is not None and hasattr(self.state, "set_threshold"):
+            self.state.set_threshold(t)
+        if self.result is not None:
+            # the distance does not depend on the threshold: re-evaluate without a forward pass
+            self.result.threshold = t
+            self.result.same = self.result.distance < t
+            self._show_result(self.result)
+
+    def _update_reset_button(self) -> None:
+        if self.verifier is not None:
+            mt = self.verifier.model_threshold
+            self.panel.reset_button.setEnabled(not math.isclose(self.threshold, mt, rel_tol=0, abs_tol=5e-5))
+            self.panel.reset_button.setToolTip(f"The model file's threshold: {mt:.4f}")
+
+    # -- comparing -------------------------------------------------------------------------
+    @property
+    def face_policy(self) -> str:
+        return str(self.face_combo.currentData())
+
+    def set_face_policy(self, policy: str) -> None:
+        i = self.face_combo.findData(policy)
+        if i < 0:
+            raise ValueError(f"unknown face policy {policy!r}")
+        self.face_combo.setCurrentIndex(i)
+
+    def load_images(self, paths) -> bool:
+        ok = True
+        for slot, path in zip((self.slot_a, self.slot_b), paths):
+            ok = slot.set_image_path(path) and ok
+        return ok
+
+    def swap(self) -> None:
+        a = (self.slot_a.image, self.slot_a.label, self.slot_a.path)
+        b = (self.slot_b.image, self.slot_b.label, self.slot_b.path)
+        for slot, (img, label, path) in ((self.slot_a, b), (self.slot_b, a)):
+            slot.blockSignals(True)
+            try:
+                if img is None:
+                    slot.clear()
+                else:
+                    slot.set_image(img, label, path)
+            finally:
+                slot.blockSignals(False)
+        self.request_comparison()
+
+    def request_comparison(self) -> None:
+        """Start a comparison of the current images; supersedes any running one."""
+        self._req += 1
+        self.result = None
+        for slot in (self.slot_a, self.slot_b):
+            slot.clear_analysis()
+        if self.verifier is None or self.slot_a.image is None or self.slot_b.image is None:
+            self.worker.cancel_pending()
+            self._show_idle()
+            return
+        self._show_pending()
+        self._pending_req = self._req
+        self.worker.submit(self._req, self.verifier, self.slot_a.image, self.slot_b.image, self.face_policy,
+                           self.threshold)
+
+    @property
+    def busy(self) -> bool:
+        """A comparison is queued or running whose result will be shown."""
+        return self._pending_req == self._req
+
+    def _on_compare_succeeded(self, req: int, result) -> None:
+        if req != self._req:
+            return  # superseded: never show a stale result
+        self._pending_req = -1
+        result.threshold = self.threshold
+        result.same = result.distance < result.threshold
+        self.result = result
+        face_mode = bool(self.verifier and self.verifier.face_mode)
+        for slot, info, arr in zip((self.slot_a, self.slot_b), result.faces, result.inputs):
+            slot.set_analysis(info, arr, face_mode)
+        self._show_result(result)
+        self.comparison_finished.emit(True)
+
+    def _on_compare_failed(self, req: int, message: str) -> None:
+        if req != self._req:
+            return
+        self._pending_req = -1
+        self._set_verdict("Comparison failed", None)
+        self.panel.detail_label.setText("")
+        self.panel.bar.set_values(None, self.threshold)
+        self._set_notes(message, warn=True)
+        self.message.emit(f"Comparison failed: {message}")
+        self.comparison_finished.emit(False)
+
+    # -- display ---------------------------------------------------------------------------
+    def verdict_text(self) -> str:
+        return self.verdict_label.text()
+
+    def _set_verdict(self, text: str, colour: str | None) -> None:
+        self.verdict_label.setText(text)
+        if colour:
+            self.verdict_label.setStyleSheet(f"background: {colour}; color: white; border-radius: 6px; padding: 6px;")
+        else:
+            self.verdict_label.setStyleSheet("padding: 6px;")
+
+    def _set_notes(self, text: str, warn: bool = False) -> None:
+        self.panel.notes_label.setText(text)
+        self.panel.notes_label.setStyleSheet(f"color: {ORANGE}; font-weight: bold;" if warn and text else "")
+
+    def _show_idle(self) -> None:
+        self.panel.bar.set_values(None, self.threshold if self.verifier else None)
+        self.panel.detail_label.setText("")
+        if self.verifier is None:
+            if self._loading:
+                self._set_verdict("Loading model…", None)
+                self._set_notes("")
+                self.panel.open_model_button.setVisible(False)
+            else:
+                self._set_verdict("No model loaded", None)
+                self._set_notes(self._model_error or NO_MODEL_TEXT, warn=bool(self._model_error))
+                self.panel.open_model_button.setVisible(True)
+            return
+        missing = [s.name for s in (self.slot_a, self.slot_b) if s.image is None]
+        self._set_verdict("Add " + " and ".join(f"image {n}" for n in missing), None)
+        self._set_notes("")
+
+    def _show_pending(self) -> None:
+        self._set_verdict("Comparing…", None)
+        self.panel.detail_label.setText("")
+        self.panel.bar.set_values(None, self.threshold)
+        self._set_notes("")
+
+    def _show_result(self, result) -> None:
+        if result.same:
+            self._set_verdict("✓ SAME", BLUE)
+            relation = "<"
+        else:
+            self._set_verdict("✗ DIFFERENT", VERMILLION)
+            relation = "≥"
+        self.panel.detail_label.setText(f"distance {result.distance:.4f} {relation} threshold {result.threshold:.4f}")
+        self.panel.bar.set_values(result.distance, result.threshold)
+        self._set_notes("\n".join(result.notes), warn=bool(result.notes))
+
+    # -- camera ------------------------------------------------------------------------------
+    def show_camera_panel(self, on: bool = True) -> None:
+        if self.camera_toggle.isChecked() != on:
+            self.camera_toggle.setChecked(on)  # re-enters through the toggled signal
+            return
+        self.camera_box.setVisible(on)
+        self.camera_toggle.setText("Hide camera" if on else "Show camera")
+        if on and not self._cameras_listed and not self.source_combo.currentText():
+            self.refresh_cameras()
+
+    def start_camera(self, source=None) -> None:
+        """Show the panel and start the preview (``source`` or the chooser's text, default camera 0)."""
+        if source is not None:
+            self.source_combo.setEditText(str(source))
+        text = self.source_combo.currentText().strip()
+        i = self.source_combo.findText(text)
+        data = self.source_combo.itemData(i) if i >= 0 else None
+        src = data if data is not None else (text or 0)
+        self.show_camera_panel(True)
+        self.camera_view.start(src)
+        self.start_button.setText("Stop")
+
+    def stop_camera(self) -> None:
+        self.camera_view.stop()
+        self.start_button.setText("Start")
+
+    def _on_start_clicked(self) -> None:
+        if self.camera_view.running:
+            self.stop_camera()
+        else:
+            self.start_camera()
+
+    def capture_to(self, slot: ImageSlot) -> None:
+        frame = self.camera_view.current_frame()
+        if frame is not None and self.camera_view.running:
+            slot.set_image_array(frame, f"Camera {_dt.datetime.now():%H:%M:%S}", bgr=True)
+            return
+        self._pending_capture = slot  # filled by the first frame
+        if not self.camera_view.running:
+            self.start_camera()
+        self.message.emit(f"Starting the camera for image {slot.name}…")
+
+    def _on_camera_frame(self, frame) -> None:
+        if self._pending_capture is not None:
+            slot, self._pending_capture = self._pending_capture, None
+            slot.set_image_array(frame, f"Camera {_dt.datetime.now():%H:%M:%S}", bgr=True)
+
+    def _on_camera_started(self, description: str) -> None:
+        self.start_button.setText("Stop")
+        self.message.emit(f"Camera: {description}")
+
+    def _on_camera_stopped(self, message: str) -> None:
+        if self.camera_view.running:
+            return
+        self.start_button.setText("Start")
+        if message:
+            self.message.emit(message)
+            if self._pending_capture is not None:
+                self._pending_capture.show_error(message)
+                self._pending_capture = None
+
+    def refresh_cameras(self) -> None:
+        from siamgui.capture.camera import list_cameras
+
+        self._cameras_listed = True
+        self.refresh_button.setEnabled(False)
+        w = FunctionWorker(list_cameras, 5, parent=self)
+        w.returned.connect(self._on_cameras_listed)
+        w.errored.connect(lambda msg: self.message.emit(f"Looking for cameras failed: {msg}"))
+        w.finished.connect(lambda w=w: self._forget_list_worker(w))
+        self._list_workers.append(w)
+        w.start()
+
+    def _forget_list_worker(self, w) -> None:
+        self.refresh_button.setEnabled(True)
+        if w in self._list_workers:
+            w.wait()
+            self._list_workers.remove(w)
+            w.deleteLater()
+
+    def _on_cameras_listed(self, indices) -> None:
+        text = self.source_combo.currentText()
+        self.source_combo.clear()
+        for i in indices:
+            self.source_combo.addItem(f"Camera {i}", i)
+        if text:
+            self.source_combo.setEditText(text)
+        if not indices:
+            self.camera_view.status_label.setText("No camera found. Type a video file or a stream URL, or use File…")
+
+    def _choose_video(self) -> None:
+        path, _ = QFileDialog.getOpenFileName(self, "Use a video file as the camera", "", VIDEO_FILTER)
+        if path:
+            self.start_camera(path)
+
+    # -- closing ------------------------------------------------------------------------------
+    def shutdown(self) -> None:
+        """Stop the comparison worker and the camera, and wait for their threads."""
+        self.worker.stop()
+        self.camera_view.shutdown()
+        for w in list(self._list_workers):
+            w.wait(5000)

@@ -1,0 +1,353 @@
+"""The main window: Compare / Train / Gallery tabs, Model and Device menus, status bar."""
+
+from __future__ import annotations
+
+import importlib
+import logging
+from pathlib import Path
+
+from PySide6.QtCore import QByteArray, Qt, Signal
+from PySide6.QtGui import QAction, QActionGroup, QKeySequence
+from PySide6.QtWidgets import QFileDialog, QLabel, QMainWindow, QMessageBox, QTabWidget
+
+from siamgui.gui import settings as gsettings
+from siamgui.gui.compare_tab import CompareTab
+from siamgui.gui.dialogs import ModelInfoDialog, show_message
+from siamgui.gui.state import AppState
+from siamgui.gui.workers import FunctionWorker
+
+log = logging.getLogger(__name__)
+
+MODEL_FILTER = "Model files (*.safetensors);;Legacy PyTorch weights (*.pt *.pth);;All files (*)"
+DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA", "mps": "MPS (Apple)"}
+
+#: Tabs written in their own modules: (title, module, class). A module that does not exist is left out.
+OPTIONAL_TABS = (("Train", "siamgui.gui.train_tab", "TrainTab"),
+                 ("Gallery", "siamgui.gui.gallery_tab", "GalleryTab"))
+
+
+def optional_tab_classes() -> list[tuple[str, type]]:
+    found = []
+    for title, module, cls in OPTIONAL_TABS:
+        try:
+            mod = importlib.import_module(module)
+        except ModuleNotFoundError as exc:
+            if exc.name == module:
+                continue
+            raise
+        found.append((title, getattr(mod, cls)))
+    return found
+
+
+def _probe_devices() -> dict[str, bool]:
+    from siamgui.core.device import available_devices
+
+    return available_devices()
+
+
+class MainWindow(QMainWindow):
+    """The app window. ``tab_classes`` (title, class) defaults to the Train and Gallery tabs that exist."""
+
+    closed = Signal()
+
+    def __init__(self, state: AppState | None = None, *, camera_source=None, tab_classes=None, parent=None):
+        super().__init__(parent)
+        self.setWindowTitle("siamgui")
+        settings = gsettings.app_settings()
+        self.state = state or AppState(device=str(settings.value("device", "auto") or "auto"))
+        self._force_close = False
+        self._shut_down = False
+        self._user_load = False
+        self._workers: list[FunctionWorker] = []
+        self.devices_available: dict[str, bool] | None = None
+
+        self.tabs = QTabWidget(self)
+        self.tabs.setDocumentMode(True)
+        self.compare_tab = CompareTab(self.state, self, camera_source=camera_source)
+        self.tabs.addTab(self.compare_tab, "Compare")
+        self.train_tab = self.gallery_tab = None
+        for title, cls in (optional_tab_classes() if tab_classes is None else tab_classes):
+            tab = cls(self.state, self)
+            self.tabs.addTab(tab, title)
+            if title == "Train":
+                self.train_tab = tab
+            elif title == "Gallery":
+                self.gallery_tab = tab
+        self.setCentralWidget(self.tabs)
+
+        self.model_label = QLabel("No model")
+        self.device_label = QLabel("")
+        self.statusBar().addPermanentWidget(self.model_label)
+        self.statusBar().addPermanentWidget(self.device_label)
+
+        self._build_menus()
+        self.compare_tab.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
+        self.compare_tab.open_model_requested.connect(self.open_model_dialog)
+        self.state.model_loading.connect(self._on_model_loading)
+        self.state.model_changed.connect(self._on_model_changed)
+        self.state.model_failed.connect(self._on_model_failed)
+        self._update_device_label()
+        self._probe_devices()
+
+    # -- menus -----------------------------------------------------------------------------
+    def _build_menus(self) -> None:
+        mb = self.menuBar()
+        file_menu = mb.addMenu("&File")
+        for slot in (self.compare_tab.slot_a, self.compare_tab.slot_b):
+            act = file_menu.addAction(f"Open image {slot.name}…")
+            act.triggered.connect(slot.open_dialog)
+        file_menu.addSeparator()
+        quit_act = file_menu.addAction("Quit")
+        quit_act.setShortcut(QKeySequence(QKeySequence.StandardKey.Quit))
+        quit_act.triggered.connect(self.close)
+
+        self.model_menu = mb.addMenu("&Model")
+        self.model_menu.setToolTipsVisible(True)
+        self.bundled_action = self.model_menu.addAction("Use bundled model")
+        self.bundled_action.triggered.connect(self.use_bundled_model)
+        self.open_model_action = self.model_menu.addAction("Open model file…")
+        self.open_model_action.setShortcut(QKeySequence("Ctrl+M"))
+        self.open_model_action.triggered.connect(self.open_model_dialog)
+        self.recent_menu = self.model_menu.addMenu("Recent models")
+        self.recent_menu.aboutToShow.connect(self._fill_recent_menu)
+        self.model_menu.addSeparator()
+        self.info_action = self.model_menu.addAction("Model info…")
+        self.info_action.setShortcut(QKeySequence("Ctrl+I"))
+        self.info_action.triggered.connect(self.show_model_info)
+        self.model_menu.aboutToShow.connect(self._refresh_model_menu)
+        self._refresh_model_menu()
+        self._fill_recent_menu()
+
+        self.device_menu = mb.addMenu("&Device")
+        self.device_menu.setToolTipsVisible(True)
+        self.device_group = QActionGroup(self)
+        self.device_group.setExclusive(True)
+        self.device_actions: dict[str, QAction] = {}
+        for name, label in DEVICE_LABELS.items():
+            act = self.device_menu.addAction(label)
+            act.setCheckable(True)
+            act.setData(name)
+            self.device_group.addAction(act)
+            self.device_actions[name] = act
+            if name in ("cuda", "mps"):
+                act.setEnabled(False)
+                act.setToolTip("Checking…")
+        self.device_actions["auto"].setToolTip("CUDA if available, then Apple MPS, then the CPU")
+        self.device_actions["cpu"].setToolTip("Always available")
+        current = self.device_actions.get(self.state.device, self.device_actions["auto"])
+        current.setChecked(True)
+        self.device_group.triggered.connect(lambda act: self.set_device(act.data()))
+
+        help_menu = mb.addMenu("&Help")
+        about = help_menu.addAction("About siamgui")
+        about.triggered.connect(self._about)
+
+    def _refresh_model_menu(self) -> None:
+        from siamgui.core.resources import bundled_model_path, has_bundled_model
+
+        ok = has_bundled_model()
+        self.bundled_action.setEnabled(ok)
+        self.bundled_action.setToolTip("" if ok else f"This build has no bundled model ({bundled_model_path()}).")
+        self.info_action.setEnabled(self.state.verifier is not None)
+
+    def _fill_recent_menu(self) -> None:
+        self.recent_menu.clear()
+        paths = [p for p in gsettings.recent_models() if Path(p).is_file()]
+        for p in paths:
+            act = self.recent_menu.addAction(Path(p).name)
+            act.setToolTip(p)
+            act.setData(p)
+            act.triggered.connect(lambda _c=False, p=p: self.load_model(p))
+        if paths:
+            self.recent_menu.addSeparator()
+            clear = self.recent_menu.addAction("Clear list")
+            clear.triggered.connect(gsettings.clear_recent_models)
+        else:
+            none = self.recent_menu.addAction("No recent models")
+            none.setEnabled(False)
+        self.recent_menu.setToolTipsVisible(True)
+
+    # -- models ------------------------------------------------------------------------------
+    def start_initial_model(self, model: str | None = None) -> None:
+        """Load ``model`` or the bundled model in the background, or show the no-model state."""
+        from siamgui.core.resources import has_bundled_model
+
+        if model:
+            self.state.load_model(model)
+        elif has_bundled_model():
+            self.state.load_model(None)
+        else:
+            self.compare_tab.set_no_model()
+            self.model_label.setText("No model loaded")
+            self.statusBar().showMessage("No model loaded — open a model file (Model ▸ Open model file…)")
+
+    def load_model(self, source) -> None:
+        """A user-chosen model: failures are shown in a message box."""
+        self._user_load = True
+        self.state.load_model(source)
+
+    def use_bundled_model(self) -> None:
+        self.load_model(None)
+
+    def open_model_dialog(self) -> None:
+        settings = gsettings.app_settings()
+        start = str(settings.value("paths/last_model_dir", "") or "")
+        path, _ = QFileDialog.getOpenFileName(self, "Open model file", start, MODEL_FILTER)
+        if path:
+            settings.setValue("paths/last_model_dir", str(Path(path).parent))
+            self.load_model(path)
+
+    def show_model_info(self) -> ModelInfoDialog | None:
+        v = self.state.verifier
+        if v is None:
+            return None
+        dlg = ModelInfoDialog(v.meta, v.path, self._device_text(v), self)
+        dlg.setAttribute(Qt.WidgetAttribute.WA_DeleteOnClose)
+        dlg.open()
+        return dlg
+
+    def _on_model_loading(self, label: str) -> None:
+        self.model_label.setText(f"Loading {label}…")
+        self.statusBar().showMessage("Loading model…")
+
+    def _on_model_changed(self, verifier) -> None:
+        from siamgui.core.resources import bundled_model_path
+
+        self._user_load = False
+        self.model_label.setText(f"Model: {self._model_text(verifier)}")
+        self.model_label.setToolTip(str(verifier.path) if verifier.path else "")
+        self._update_device_label()
+        note = verifier.device_choice.reason
+        self.statusBar().showMessage(note or f"Model ready: {self._model_text(verifier)}", 8000)
+        self.info_action.setEnabled(True)
+        if verifier.path is not None:
+            try:
+                bundled = Path(verifier.path).resolve() == bundled_model_path().resolve()
+            except OSError:
+                bundled = False
+            if not bundled:
+                gsettings.add_recent_model(str(Path(verifier.path).resolve()))
+
+    def _on_model_failed(self, message: str) -> None:
+        v = self.state.verifier
+        self.model_label.setText(f"Model: {self._model_text(v)}" if v else "No model loaded")
+        self.statusBar().showMessage(f"Model not loaded: {message}", 10000)
+        if self._user_load and not self._force_close:
+            show_message(self, "Model not loaded", message)
+        self._user_load = False
+
+    @staticmethod
+    def _model_text(v) -> str:
+        spec = v.loaded.spec
+        name = Path(v.path).name if v.path else v.loaded.name
+        return f"{name} ({spec.preset}, {spec.image_size} px)"
+
+    # -- devices -----------------------------------------------------------------------------
+    def _probe_devices(self) -> None:
+        w = FunctionWorker(_probe_devices, parent=self)
+        w.returned.connect(self._on_devices_probed)
+        w.errored.connect(lambda m: log.warning("device probe failed: %s", m))
+        w.finished.connect(lambda w=w: self._forget_worker(w))
+        self._workers.append(w)
+        w.start()
+
+    def _forget_worker(self, w) -> None:
+        if w in self._workers:
+            w.wait()
+            self._workers.remove(w)
+            w.deleteLater()
+
+    def _on_devices_probed(self, available: dict) -> None:
+        self.devices_available = dict(available)
+        why = {"cuda": "No CUDA GPU is available to PyTorch on this computer.",
+               "mps": "Apple MPS is only available on Apple-silicon Macs."}
+        for name in ("cuda", "mps"):
+            act = self.device_actions[name]
+            ok = bool(available.get(name))
+            act.setEnabled(ok)
+            act.setToolTip("Available" if ok else why[name])
+            act.setText(DEVICE_LABELS[name] + ("" if ok else " (not available)"))
+
+    def set_device(self, name: str) -> None:
+        if name not in DEVICE_LABELS:
+            raise ValueError(f"unknown device {name!r}")
+        act = self.device_actions[name]
+        if not act.isChecked():
+            act.setChecked(True)
+        gsettings.app_settings().setValue("device", name)
+        self.state.set_device(name)
+        self._update_device_label()
+
+    @staticmethod
+    def _device_text(v) -> str:
+        return v.device_choice.name.upper() if v.device_choice.name != "mps" else "MPS"
+
+    def _update_device_label(self) -> None:
+        v = self.state.verifier
+        requested = DEVICE_LABELS.get(self.state.device, self.state.device)
+        if v is None:
+            self.device_label.setText(f"Device: {requested}")
+            self.device_label.setToolTip("")
+        else:
+            running = self._device_text(v)
+            self.device_label.setText(f"Device: {running}" + (f" ({requested})" if self.state.device == "auto" else ""))
+            self.device_label.setToolTip(v.device_choice.reason)
+
+    # -- misc ----------------------------------------------------------------------------------
+    def _about(self) -> None:
+        from siamgui import __version__
+
+        show_message(self, "About siamgui", f"siamgui {__version__}\nImage verification with Siamese networks.",
+                     QMessageBox.Icon.Information)
+
+    def all_tabs(self) -> list:
+        return [self.tabs.widget(i) for i in range(self.tabs.count())]
+
+    def select_tab(self, tab) -> None:
+        self.tabs.setCurrentWidget(tab)
+
+    # -- closing -------------------------------------------------------------------------------
+    def close_now(self) -> None:
+        """Close without asking the tabs (scripted runs)."""
+        self._force_close = True
+        self.close()
+
+    def closeEvent(self, event):  # noqa: N802
+        if not self._force_close:
+            for tab in self.all_tabs():
+                confirm = getattr(tab, "confirm_close", None)
+                if confirm is not None and not confirm():
+                    event.ignore()
+                    return
+        self.shutdown()
+        event.accept()
+        self.closed.emit()
+
+    def shutdown(self) -> None:
+        """Stop every tab's threads, pending model loads and our own workers (idempotent)."""
+        if self._shut_down:
+            return
+        self._shut_down = True
+        try:
+            s = gsettings.app_settings()
+            s.setValue("window/version", gsettings.SETTINGS_VERSION)
+            s.setValue("window/geometry", self.saveGeometry())
+        except Exception:  # noqa: BLE001 - never block closing on settings
+            log.exception("could not save the window geometry")
+        for tab in self.all_tabs():
+            stop = getattr(tab, "shutdown", None)
+            if stop is not None:
+                try:
+                    stop()
+                except Exception:  # noqa: BLE001 - keep closing the others
+                    log.exception("shutting down a tab failed")
+        for w in list(self._workers):
+            w.wait(10000)
+        self.state.wait()
+
+    def restore_geometry(self) -> bool:
+        s = gsettings.app_settings()
+        if int(s.value("window/version", 0) or 0) != gsettings.SETTINGS_VERSION:
+            return False
+        geo = s.value("window/geometry")
+        return isinstance(geo, QByteArray) and self.restoreGeometry(geo)
