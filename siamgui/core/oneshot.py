@@ -134,8 +134,9 @@ def summarise(correct: np.ndarray, way: int, shots: int, rank: str, classes: int
     z2 = Z95 * Z95
     centre = (p + z2 / (2 * n)) / (1 + z2 / n)
     spread = Z95 * math.sqrt(p * (1 - p) / n + z2 / (4 * n * n)) / (1 + z2 / n)
-    return OneShotResult(way, shots, n, k, p, half, max(0.0, centre - spread), min(1.0, centre + spread),
-                         1.0 / way, rank, classes, images, seed)
+    low = 0.0 if k == 0 else max(0.0, centre - spread)
+    high = 1.0 if k == n else min(1.0, centre + spread)
+    return OneShotResult(way, shots, n, k, p, half, low, high, 1.0 / way, rank, classes, images, seed)
 
 
 def evaluate_embeddings(embeddings: np.ndarray, labels, way: int, shots: int, episodes: int, seed: int = 0,
@@ -176,11 +177,10 @@ def run_one_shot(verifier, data_dir: str | os.PathLike, way: int = 5, shots: int
     eps = sample_episodes(labels, way, shots, episodes, seed)
     used = np.unique(np.concatenate([np.r_[e.query, e.support.ravel()] for e in eps]))
     paths = ds.paths
-    rows = {}
-    chunks = []
-    done = 0
     from siamgui.core.errors import ImageError
 
+    chunks = []
+    done = 0
     for start in range(0, len(used), batch_size):
         if cancel is not None and cancel():
             raise SiamguiError("Evaluation cancelled.")
@@ -191,17 +191,13 @@ def run_one_shot(verifier, data_dir: str | os.PathLike, way: int = 5, shots: int
                 arrays.append(verifier.prepare(paths[i])[0])
             except ImageError as exc:
                 raise DatasetError(f"Evaluation stopped: {exc}") from None
-        emb = verifier.embed_prepared(arrays).numpy()
-        for j, i in enumerate(idx):
-            rows[int(i)] = len(rows)
-        chunks.append(emb)
+        chunks.append(verifier.embed_prepared(arrays).numpy())
         done += len(idx)
         if progress is not None:
             progress(done, len(used))
     matrix = np.concatenate(chunks).astype(np.float64)
     lookup = np.full(len(labels), -1, dtype=np.int64)
-    for i, r in rows.items():
-        lookup[i] = r
+    lookup[used] = np.arange(len(used))  # image index -> row of ``matrix``
     dist_name = verifier.distance.name
     if dist_name == "cosine":
         matrix = matrix / np.maximum(np.linalg.norm(matrix, axis=1, keepdims=True), 1e-8)
