@@ -1,0 +1,123 @@
+"""Run in a fresh process by bench/run.py: when is the window up, when is the model ready?
+
+``python bench/gui_probe.py app T0 [MODEL]`` starts the real app (``siamgui gui``)
+offscreen and prints one JSON line: seconds from ``T0`` (the parent's
+``time.time()`` just before it started this process) to the first turn of the
+event loop with the main window visible (``window_s``), and to the moment the
+app's :class:`~siamgui.gui.state.AppState` reports the model loaded
+(``model_ready_s``). Then it quits.
+
+``python bench/gui_probe.py bare T0`` does the same for an empty ``QMainWindow``:
+the floor that Python + Qt alone cost.
+
+Hooks, not edits: ``QApplication.exec`` is wrapped to learn when the loop starts,
+and ``AppState.__init__`` to find the state object.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import time
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+
+T0 = float(sys.argv[2]) if len(sys.argv) > 2 else time.time()
+RESULT: dict = {}
+TIMEOUT_S = 90.0
+
+
+def _emit_and_quit():
+    from PySide6.QtWidgets import QApplication
+
+    if not RESULT.get("_printed"):
+        RESULT["_printed"] = True
+        print(json.dumps({k: v for k, v in RESULT.items() if not k.startswith("_")}), flush=True)
+    QApplication.quit()
+
+
+def _visible_window():
+    from PySide6.QtWidgets import QApplication
+
+    return any(w.isWindow() and w.isVisible() for w in QApplication.topLevelWidgets())
+
+
+def _install_exec_hook(want_model: bool):
+    from PySide6.QtCore import QTimer
+    from PySide6.QtWidgets import QApplication
+
+    orig_exec = QApplication.exec
+
+    def on_loop():
+        if "window_s" not in RESULT and _visible_window():
+            RESULT["window_s"] = time.time() - T0
+        if not want_model:
+            _emit_and_quit()
+            return
+        if RESULT.get("_model_ready_at"):
+            RESULT["model_ready_s"] = RESULT["_model_ready_at"] - T0
+            _emit_and_quit()
+            return
+        if time.time() - T0 > TIMEOUT_S:
+            RESULT["error"] = "timed out waiting for the model"
+            _emit_and_quit()
+            return
+        QTimer.singleShot(10, on_loop)
+
+    def exec_(*_a, **_k):
+        QTimer.singleShot(0, on_loop)
+        return orig_exec()
+
+    QApplication.exec = exec_
+
+
+def _install_state_hook():
+    from siamgui.gui import state as state_mod
+
+    orig_init = state_mod.AppState.__init__
+
+    def init(self, *a, **k):
+        orig_init(self, *a, **k)
+        RESULT["_state_found"] = True
+
+        def ready(*_):
+            RESULT.setdefault("_model_ready_at", time.time())
+
+        def failed(msg):
+            RESULT.setdefault("model_error", str(msg))
+            RESULT.setdefault("_model_ready_at", None)
+
+        self.model_changed.connect(ready)
+        self.model_failed.connect(failed)
+
+    state_mod.AppState.__init__ = init
+
+
+def main() -> int:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "app"
+    if mode == "bare":
+        from PySide6.QtWidgets import QApplication, QMainWindow
+
+        _install_exec_hook(want_model=False)
+        app = QApplication(sys.argv[:1])
+        w = QMainWindow()
+        w.resize(1000, 700)
+        w.show()
+        app.exec()
+        return 0
+    model = sys.argv[3] if len(sys.argv) > 3 else None
+    _install_exec_hook(want_model=True)
+    _install_state_hook()
+    from siamgui.cli import main as cli_main
+
+    argv = ["gui"] + (["--model", model] if model else [])
+    rc = cli_main(argv)
+    if not RESULT.get("_printed"):
+        print(json.dumps({"error": f"the app exited ({rc}) before the probe could measure"}), flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,130 @@
+"""Inference figures: warm compare latency, embedding throughput, per-face time.
+
+Ours and the tutorial baseline are interleaved pair by pair inside each round,
+so a burst of load from elsewhere hits both; each round gives one p50/p90 (and
+one ratio), and the report is the median round with the min and max round.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from bench.baselines import TutorialVerifier
+from bench.common import percentile, summary
+
+
+def _timed(fn, *args):
+    t = time.perf_counter()
+    fn(*args)
+    return (time.perf_counter() - t) * 1000.0
+
+
+def measure_compare(model_path, images: list[str], rounds: int = 5, pairs_per_round: int = 12) -> dict:
+    from siamgui.core.verifier import Verifier
+
+    ours = Verifier(str(model_path), device="cpu")
+    base = TutorialVerifier(ours.loaded.network, ours.loaded.spec, ours.threshold, ours.loaded.distance)
+    pairs = [(images[i], images[(i + 1) % len(images)]) for i in range(len(images))]
+    # warm-up: first calls pay lazy imports, the cascade load and oneDNN kernel selection
+    for a, b in pairs[:2]:
+        ours.compare(a, b)
+        base.compare(a, b)
+    # the two implementations must agree, or the comparison means nothing
+    d_ours = float(ours.compare(*pairs[0]).distance)
+    d_base = base.compare(*pairs[0])[0]
+    p50, p90, bp50, bp90, ratio = [], [], [], [], []
+    k = 0
+    for _ in range(rounds):
+        t_ours, t_base = [], []
+        for _ in range(pairs_per_round):
+            a, b = pairs[k % len(pairs)]
+            k += 1
+            t_ours.append(_timed(ours.compare, a, b))
+            t_base.append(_timed(base.compare, a, b))
+        p50.append(percentile(t_ours, 50))
+        p90.append(percentile(t_ours, 90))
+        bp50.append(percentile(t_base, 50))
+        bp90.append(percentile(t_base, 90))
+        ratio.append(bp50[-1] / p50[-1])
+    out = {}
+    out.update(summary("compare_ms_p50", p50, 2))
+    out.update(summary("compare_ms_p90", p90, 2))
+    out.update(summary("baseline_compare_ms_p50", bp50, 2))
+    out.update(summary("baseline_compare_ms_p90", bp90, 2))
+    out.update(summary("compare_speedup", ratio, 2))
+    out["compare_distance_ours"] = round(d_ours, 4)  # same pair: the two paths must agree
+    out["compare_distance_baseline"] = round(d_base, 4)
+    return out
+
+
+def measure_embed(model_path, images: list[str], rounds: int = 3, batches=(1, 8, 64)) -> dict:
+    """Images/s of ``embed_prepared`` at each batch size, vs one no_grad forward per image."""
+    from siamgui.core.preprocess import stack_prepared
+    from siamgui.core.verifier import Verifier
+
+    v = Verifier(str(model_path), device="cpu")
+    arrays = [v.prepare(p)[0] for p in images]
+    big = max(batches)
+    while len(arrays) < big:
+        arrays = arrays + arrays
+    batch_u8 = stack_prepared(arrays[:big])
+    net = v.network
+    norm = v.preprocessor.normalize
+
+    def baseline(n):  # the tutorial: one image at a time, no_grad, nothing batched
+        with torch.no_grad():
+            for i in range(n):
+                net.embed(norm(batch_u8[i:i + 1]))
+
+    out = {}
+    v.embed_prepared(batch_u8[:8], batch_size=8)
+    baseline(2)
+    for bs in batches:
+        n = max(bs, 8)  # at least 8 images per timing
+        rates, base_rates, ratios = [], [], []
+        for _ in range(rounds):
+            t = time.perf_counter()
+            v.embed_prepared(batch_u8[:n], batch_size=bs)
+            r = n / (time.perf_counter() - t)
+            t = time.perf_counter()
+            baseline(n)
+            br = n / (time.perf_counter() - t)
+            rates.append(r)
+            base_rates.append(br)
+            ratios.append(r / br)
+        out.update(summary(f"embed_images_per_s_b{bs}", rates, 1))
+        out.update(summary(f"baseline_embed_images_per_s_b{bs}", base_rates, 1))
+        out.update(summary(f"embed_speedup_b{bs}", ratios, 2))
+    return out
+
+
+def measure_face(model_path, images: list[str], rounds: int = 3, n: int = 8) -> dict:
+    """Detect + crop/align + embed one face (one image), ours vs the tutorial, in ms."""
+    from siamgui.core.verifier import Verifier
+
+    v = Verifier(str(model_path), device="cpu")
+    base = TutorialVerifier(v.loaded.network, v.loaded.spec, v.threshold, v.loaded.distance)
+
+    def ours(path):
+        arr, _ = v.prepare(path)
+        v.embed_prepared([arr])
+
+    ours(images[0])
+    base.embed_one(images[0])
+    med, bmed, ratio = [], [], []
+    for r in range(rounds):
+        t_o, t_b = [], []
+        for p in images[r * n:(r + 1) * n] or images[:n]:
+            t_o.append(_timed(ours, p))
+            t_b.append(_timed(base.embed_one, p))
+        med.append(float(np.median(t_o)))
+        bmed.append(float(np.median(t_b)))
+        ratio.append(bmed[-1] / med[-1])
+    out = {}
+    out.update(summary("face_ms_p50", med, 2))
+    out.update(summary("baseline_face_ms_p50", bmed, 2))
+    out.update(summary("face_speedup", ratio, 2))
+    return out
