@@ -102,9 +102,12 @@ def test_index_ranking_matches_a_loop():
     q = rng.normal(size=8).astype(np.float32)
     names = ["a", "b", "c", "d", "e"]
     for distance in ("euclidean", "cosine"):
-        index = GalleryIndex(vectors[perm], owner[perm], names, distance=distance)
+        ids = 100 + np.arange(len(owner))  # example ids, as stored
+        index = GalleryIndex(vectors[perm], owner[perm], names, example_ids=ids[perm], distance=distance)
         for rank, k in (("min", 1), ("mean", 3), ("mean", 10)):
-            got = {c.name: c.distance for c in index.search(q, top=5, rank=rank, k=k)}
+            cands = index.search(q, top=5, rank=rank, k=k)
+            got = {c.name: c.distance for c in cands}
+            nearest = {c.name: c.example_id for c in cands}
             for i, name in enumerate(names):
                 rows = vectors[owner == i].astype(np.float64)
                 if distance == "euclidean":
@@ -113,6 +116,7 @@ def test_index_ranking_matches_a_loop():
                     d = 1 - rows @ q / (np.linalg.norm(rows, axis=1) * np.linalg.norm(q))
                 want = d.min() if rank == "min" else np.sort(d)[:k].mean()
                 assert got[name] == pytest.approx(want, abs=1e-4)
+                assert nearest[name] == ids[owner == i][np.argmin(d)]
         assert len(index.search(q, top=2)) == 2
         assert index.identify(q, threshold=0.0).best is None
 

@@ -269,59 +269,56 @@ class GalleryIndex:
         q = np.asarray(query, dtype=np.float32).ravel()
         if q.shape[0] != self.vectors.shape[1]:
             raise GalleryError(f"The probe's embedding has {q.shape[0]} values, the gallery's {self.vectors.shape[1]}.")
+        # einsum, not ``vectors @ q``: a BLAS matrix-vector product wakes its thread pool on
+        # every call, which cost ~25 ms per probe on a busy 2-core machine (0.3 ms this way).
         if self.distance == "cosine":
             q = q / max(float(np.linalg.norm(q)), 1e-8)
-            return 1.0 - self.vectors @ q
-        d2 = self.sq + float(q @ q) - 2.0 * (self.vectors @ q)
+            return 1.0 - np.einsum("ij,j->i", self.vectors, q)
+        d2 = self.sq + float(q @ q) - 2.0 * np.einsum("ij,j->i", self.vectors, q)
         np.maximum(d2, 0.0, out=d2)
         d2 += 1e-12  # as the model's EuclideanDistance (sqrt(x + eps))
         return np.sqrt(d2, out=d2)
 
     def scores(self, query: np.ndarray, rank: str = "min", k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-        """Per identity (M,): its score (inf when it has no vector) and its nearest example's row."""
+        """Per identity (M,): its score (inf when it has no vector); and the distances (N,)."""
         if rank not in RANKINGS:
             raise GalleryError(f"Unknown ranking {rank!r}; choose from {', '.join(RANKINGS)}.")
         m = len(self.names)
         score = np.full(m, np.inf)
-        nearest = np.full(m, -1, dtype=np.int64)
         if not len(self.vectors):
-            return score, nearest
+            return score, np.zeros(0, np.float32)
         d = self.distances(query)
         p = self.present
-        starts = self.starts[p]
         if rank == "min" or k <= 1:
-            score[p] = np.minimum.reduceat(d, starts)
-            # the row of each group's minimum: sort by (owner, d) and take each group's first
-            order = np.lexsort((d, self.owner))
-            nearest[p] = order[starts]
-            return score, nearest
-        order = np.lexsort((d, self.owner))  # by identity, then distance
-        nearest[p] = order[starts]
-        sel = self._rank_in_group < k  # positions (in sorted order) among each group's first k
-        rows = order[sel]
-        sums = np.bincount(self.owner[rows], weights=d[rows].astype(np.float64), minlength=m)
-        used = np.minimum(self.counts, k)
-        score[p] = sums[p] / used[p]
-        return score, nearest
+            score[p] = np.minimum.reduceat(d, self.starts[p])
+            return score, d
+        # mean of the k nearest: one sort by (identity, distance), packed into one float key
+        # (identity + distance scaled into [0, 1)), then each group's first k entries
+        lo, hi = float(d.min()), float(d.max())
+        key = self.owner + (d - lo) / ((hi - lo) * 1.000001 + 1e-30)
+        order = np.argsort(key)
+        rows = order[self._rank_in_group < k]
+        sums = np.bincount(self.owner[rows], weights=d[rows], minlength=m)
+        score[p] = sums[p] / np.minimum(self.counts[p], k)
+        return score, d
 
     def search(self, query: np.ndarray, top: int = 5, rank: str = "min", k: int = 3) -> list[Candidate]:
         """The ``top`` nearest identities, nearest first."""
-        score, nearest = self.scores(query, rank, k)
+        score, d = self.scores(query, rank, k)
         p = self.present
         if not len(p):
             return []
         s = score[p]
         top = max(1, min(int(top), len(p)))
-        if top < len(p):
-            part = np.argpartition(s, top - 1)[:top]
-        else:
-            part = np.arange(len(p))
+        part = np.argpartition(s, top - 1)[:top] if top < len(p) else np.arange(len(p))
         part = part[np.lexsort((p[part], s[part]))]  # by score, ties by identity order
         out = []
         for j in part:
             i = int(p[j])
+            start = int(self.starts[i])
+            nearest = start + int(np.argmin(d[start:start + int(self.counts[i])]))
             out.append(Candidate(self.names[i], float(score[i]), int(self.identity_ids[i]),
-                                 int(self.example_ids[nearest[i]])))
+                                 int(self.example_ids[nearest])))
         return out
 
     def identify(self, query: np.ndarray, threshold: float, top: int = 5, rank: str = "min",
