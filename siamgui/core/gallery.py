@@ -102,6 +102,12 @@ def model_fingerprint(verifier_or_model) -> str:
     return fp
 
 
+def cached_fingerprint(verifier_or_model) -> str | None:
+    """The fingerprint if :func:`model_fingerprint` already computed it, else None (cheap)."""
+    loaded = getattr(verifier_or_model, "loaded", verifier_or_model)
+    return loaded.__dict__.get("_gallery_fingerprint")
+
+
 # -- schema -------------------------------------------------------------------------------
 def _migrate_0_to_1(con: sqlite3.Connection) -> None:
     for stmt in (

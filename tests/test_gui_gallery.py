@@ -1,0 +1,172 @@
+"""The Gallery tab (pytest-qt, offscreen): enrol, identify, Unknown, edit, re-embed, evaluate, live camera."""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+from _gui_helpers import inference_guard, make_video, no_thread_leaks  # noqa: F401
+
+pytest.importorskip("pytestqt")
+
+from siamgui.gui.gallery_tab import GalleryTab  # noqa: E402
+from siamgui.gui.state import AppState  # noqa: E402
+
+pytestmark = [pytest.mark.gui]
+
+WAIT = 20000
+
+
+@pytest.fixture(scope="module")
+def other_model(tiny_model, tmp_path_factory):
+    """The tiny model with other weights: another fingerprint."""
+    import torch
+
+    from siamgui.core.modelfile import load_model, save_model
+
+    loaded = load_model(tiny_model)
+    gen = torch.Generator().manual_seed(5)
+    with torch.no_grad():
+        for p in loaded.network.encoder.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    path = tmp_path_factory.mktemp("other-gui") / "other.safetensors"
+    save_model(path, loaded.network, loaded.meta)
+    return path
+
+
+def files(shapes_dir, cls, n=None):
+    out = sorted((shapes_dir / cls).iterdir())
+    return out if n is None else out[:n]
+
+
+@pytest.fixture
+def state(qtbot, tiny_model):
+    s = AppState(device="cpu")
+    with qtbot.waitSignal(s.model_changed, timeout=WAIT):
+        s.load_model(str(tiny_model))
+    yield s
+    s.wait()
+
+
+@pytest.fixture
+def tab(qtbot, state, no_thread_leaks, inference_guard):  # noqa: F811
+    t = GalleryTab(state)
+    qtbot.addWidget(t)
+    t.resize(1100, 700)
+    t.show()
+    qtbot.waitUntil(lambda: not t.busy(), timeout=WAIT)
+    yield t
+    t.shutdown()
+    assert not t.jobs.isRunning() and not t.identifier.isRunning() and not t.live_identifier.isRunning()
+
+
+def run_job(qtbot, tab, kind, action):
+    with qtbot.waitSignal(tab.job_finished, timeout=WAIT, check_params_cb=lambda k, ok: k == kind) as blocker:
+        action()
+    qtbot.waitUntil(lambda: not tab.jobs.pending_kinds(), timeout=WAIT)
+    return blocker.args[1]
+
+
+def identify(qtbot, tab, action):
+    with qtbot.waitSignal(tab.identification_shown, timeout=WAIT) as blocker:
+        action()
+    return blocker.args[0]
+
+
+def test_enrol_identify_unknown_and_edit(qtbot, tab, state, shapes_dir, tmp_path, monkeypatch):
+    from siamgui.core.gallery import default_gallery_path
+
+    assert tab.gallery.path == default_gallery_path()  # the data folder (isolated by conftest)
+    cls = sorted(p.name for p in shapes_dir.iterdir())
+    # enrol from files through the button (dialogs replaced)
+    monkeypatch.setattr(tab, "_ask_files", lambda title: [str(p) for p in files(shapes_dir, cls[0], 3)])
+    monkeypatch.setattr(tab, "_ask_text", lambda title, label, text="": "circle-ish")
+    assert run_job(qtbot, tab, "enroll", tab.add_button.click)
+    assert tab.identity_names() == ["circle-ish"] and tab.examples_list.count() == 3
+    assert run_job(qtbot, tab, "enroll", lambda: tab.enroll("second", files(shapes_dir, cls[1], 2)))
+    assert tab.identity_names() == ["circle-ish", "second"]
+    # a bad image: a message, nothing added, the tab keeps working
+    bad = tmp_path / "bad.png"
+    bad.write_bytes(b"not an image")
+    assert not run_job(qtbot, tab, "enroll", lambda: tab.enroll("third", [bad]))
+    assert "bad.png" in tab.status_label.text() and tab.identity_names() == ["circle-ish", "second"]
+
+    # identify an enrolled image: top candidates with distances
+    probe = files(shapes_dir, cls[1])[1]
+    monkeypatch.setattr(tab, "_ask_files", lambda title: [str(probe)])
+    r = identify(qtbot, tab, tab.probe_button.click)
+    assert r.best == "second" and tab.verdict_label.text() == "second"
+    rows = tab.candidate_rows()
+    assert [n for n, _ in rows] == ["second", "circle-ish"]
+    assert float(rows[0][1]) < 1e-3 < float(rows[1][1])
+    # open set: a threshold at or below the best distance makes it Unknown, at once
+    tab.threshold_spin.setValue(0.0)
+    assert tab.verdict_label.text() == "Unknown" and state.verifier.threshold == 0.0
+    tab.threshold_spin.setValue(float(rows[1][1]) + 1)
+    assert tab.verdict_label.text() == "second"
+    # the other ranking rule re-runs identification
+    r = identify(qtbot, tab, lambda: tab.rank_combo.setCurrentIndex(1))
+    assert r.rank == "mean" and "mean of 3 nearest" in tab.detail_label.text()
+    # a stranger with a small threshold: Unknown
+    tab.threshold_spin.setValue(1e-4)
+    r = identify(qtbot, tab, lambda: tab.identify_file(files(shapes_dir, cls[-1])[0]))
+    assert r.best is None and tab.verdict_label.text() == "Unknown" and len(tab.candidate_rows()) == 2
+    # an unreadable probe: a message, no crash
+    tab.identify_file(bad)
+    assert "bad.png" in tab.status_label.text() and tab.candidate_rows() == []
+
+    # rename and remove through the buttons
+    tab.select("circle-ish")
+    monkeypatch.setattr(tab, "_ask_text", lambda title, label, text="": "Circle")
+    assert run_job(qtbot, tab, "rename", tab.rename_button.click)
+    assert tab.identity_names() == ["Circle", "second"]
+    tab.select("second")
+    monkeypatch.setattr(tab, "_confirm", lambda text: True)
+    assert run_job(qtbot, tab, "remove", tab.remove_button.click)
+    assert tab.identity_names() == ["Circle"]
+    tab.select("Circle")
+    tab.examples_list.setCurrentRow(0)
+    assert run_job(qtbot, tab, "remove", tab.remove_example_button.click)
+    assert tab.gallery.identity("Circle").examples == 2
+
+
+def test_model_change_evaluation_and_live_camera(qtbot, tab, state, shapes_dir, other_model, tmp_path,
+                                                 monkeypatch):
+    cls = sorted(p.name for p in shapes_dir.iterdir())
+    root = tmp_path / "people"
+    for c in cls[:3]:
+        shutil.copytree(shapes_dir / c, root / c)
+    monkeypatch.setattr(tab, "_ask_folder", lambda title: str(root))
+    assert run_job(qtbot, tab, "import", tab.import_button.click)
+    assert tab.identity_names() == cls[:3]
+    # another model: the stored examples are embedded again in the background
+    with qtbot.waitSignal(tab.job_finished, timeout=WAIT, check_params_cb=lambda k, ok: k == "sync" and ok):
+        state.load_model(str(other_model))
+    assert "Embedded 30" in tab.status_label.text()
+    from siamgui.core.gallery import model_fingerprint
+
+    assert tab.gallery.unembedded_count(model_fingerprint(state.verifier)) == 0
+    r = identify(qtbot, tab, lambda: tab.identify_file(files(shapes_dir, cls[2])[4]))
+    assert r.best == cls[2] and r.distance < 1e-3
+
+    # one-shot evaluation on a folder
+    assert run_job(qtbot, tab, "evaluate", lambda: tab.run_evaluation(str(shapes_dir), 4, 1, 40))
+    assert tab.evaluation.episodes == 40 and tab.evaluation.way == 4
+    assert "4-way 1-shot" in tab.eval_result.text() and "accuracy" in tab.eval_result.text()
+
+    # live: a video file as the camera; frames are labelled by the live thread
+    video = make_video(tmp_path / "cam.avi", frames=75, size=(96, 72))
+    with qtbot.waitSignal(tab.live_identified, timeout=WAIT) as blocker:
+        tab.start_live(str(video))
+    live = blocker.args[0]
+    qtbot.waitUntil(lambda: bool(tab.camera_view._overlays), timeout=WAIT)
+    label = tab.camera_view._overlays[0].label
+    assert label.startswith(live.best or "Unknown") or label.split(" (")[0] in cls[:3] + ["Unknown"]
+    assert tab.live_label.text().startswith("Live: ")
+    # enrol the current frame as a new identity
+    monkeypatch.setattr(tab, "_ask_text", lambda title, label, text="": "from camera")
+    assert run_job(qtbot, tab, "enroll", tab.capture_button.click)
+    assert "from camera" in tab.identity_names()
+    assert tab.gallery.examples("from camera")[0].stored == "capture"
+    tab.stop_live()
+    assert not tab.camera_view.running
