@@ -374,3 +374,50 @@ def test_cli_gallery_end_to_end(tmp_path, tiny_model, shapes_dir, capsys):
     assert p.returncode == 2, (p.stdout, p.stderr)
     lines = [ln for ln in p.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and "Nobody" in lines[0] and "Traceback" not in p.stderr, p.stderr
+
+
+def test_face_model_crops_thumbnails_and_reports_the_face(tmp_path):
+    """Face models: the stored image is the whole photo, the thumbnail and the ranking use the face."""
+    import cv2
+    import torch
+    from _gui_helpers import draw_face, no_face
+    from PIL import Image
+
+    from siamgui.core.modelfile import make_meta, save_model
+    from siamgui.core.models import SiameseNetwork, build_encoder
+    from siamgui.core.preprocess import preset_spec
+    from siamgui.core.verifier import Verifier
+
+    torch.manual_seed(0)
+    arch = {"name": "compact-cnn", "kwargs": {"in_channels": 3, "embedding_dim": 8, "width": 8}}
+    meta = make_meta(architecture=arch, preprocess=preset_spec("face", 32), threshold=1.0, name="face")
+    model = tmp_path / "face.safetensors"
+    save_model(model, SiameseNetwork(build_encoder(arch["name"], **arch["kwargs"])), meta)
+    v = Verifier(model, device="cpu")
+    photo = np.full((300, 400, 3), 200, np.uint8)
+    photo[50:250, 150:350] = draw_face(200)
+    cv2.imwrite(str(tmp_path / "face.png"), photo)
+    with Gallery(tmp_path / "g.sqlite") as g:
+        res = g.enroll(v, "cartoon", [tmp_path / "face.png"])
+        assert res.added == 1 and not res.notes  # a face was found
+        ex = g.examples("cartoon")[0]
+        assert (ex.width, ex.height) == (400, 300)  # the whole photo is kept (re-embedding re-detects)
+        import io
+
+        thumb = Image.open(io.BytesIO(g.thumbnail(ex.id)))
+        assert thumb.size[0] == thumb.size[1]  # a square crop around the face, not the 4:3 photo
+        r = g.identify(v, photo, bgr=True)
+        assert r.face.mode == "face" and r.best == "cartoon"
+        res = g.enroll(v, "nobody", [no_face(120)])
+        assert res.notes and "No face" in res.notes[0]
+
+
+def test_two_connections_see_each_others_writes(tmp_path, verifier, shapes_dir):
+    cls = classes(shapes_dir)
+    path = tmp_path / "g.sqlite"
+    with Gallery(path) as a, Gallery(path) as b:
+        a.enroll(verifier, cls[0], images_of(shapes_dir, cls[0], 2))
+        fp = model_fingerprint(verifier)
+        assert len(b.index(fp)) == 2  # cached in b
+        a.enroll(verifier, cls[1], images_of(shapes_dir, cls[1], 3))  # another connection commits
+        assert len(b.index(fp)) == 5 and b.index(fp).identities == 2
