@@ -13,8 +13,11 @@ import contextlib
 import datetime as _dt
 import hashlib
 import json
+import math
 import os
+import re
 import tempfile
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -107,7 +110,8 @@ def validate_meta(meta: Any, label: str = "the model file") -> dict[str, Any]:
             raise ModelFileError(f"{label} lacks the metadata field {key!r}.")
     try:
         PreprocessSpec.from_dict(meta["preprocess"])
-        float(meta["threshold"])
+        if not math.isfinite(float(meta["threshold"])):
+            raise ValueError("the threshold is not a finite number")
         arch = meta["architecture"]
         if not isinstance(arch, dict) or not isinstance(arch.get("name"), str):
             raise ValueError("architecture must name a registered encoder")
@@ -162,8 +166,14 @@ def save_model(path: str | os.PathLike, network, meta: dict[str, Any]) -> Path:
     try:
         with atomic_write(path, ".safetensors.tmp") as tmp:
             save_file(_encoder_state(network), str(tmp), metadata={META_KEY: json.dumps(meta)})
-    except OSError as exc:
-        reason = exc.strerror or str(exc)
+    except Exception as exc:  # noqa: BLE001 - safetensors reports a full disk as SafetensorError, not OSError
+        if isinstance(exc, OSError):
+            reason = exc.strerror or str(exc)
+        else:
+            found = re.search(r"I/O error: (.+?)(?: \(os error \d+\))?$", str(exc).strip())
+            if found is None:
+                raise
+            reason = found.group(1)
         raise ModelFileError(f"Could not save the model to {path}: {reason}. The trained model is still in memory; "
                              "choose another location.") from None
     return path
@@ -199,7 +209,7 @@ def read_metadata(path: str | os.PathLike) -> dict[str, Any]:
 
 
 def _short(exc: Exception) -> str:
-    text = str(exc).strip().split("\n")[0]
+    text = str(exc).strip().split("\n")[0].split(". ")[0]  # first sentence (torch adds long advice)
     return text[:160] or type(exc).__name__
 
 
@@ -220,7 +230,11 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
             raise ModelFileError(f"{path.name} is damaged ({_short(exc)}).") from None
     else:
         raise ModelFileError(f"{path.name}: model files end in .safetensors (or legacy .pt/.pth).")
-    network = build_network(meta, path.name)
+    network = build_network(meta, path.name, state)
+    channels = PreprocessSpec.from_dict(meta["preprocess"]).channels
+    if getattr(network.encoder, "in_channels", channels) != channels:
+        raise ModelFileError(f"{path.name}: the architecture takes {network.encoder.in_channels}-channel images "
+                             f"but the preprocessing gives {channels}.")
     try:
         network.encoder.load_state_dict(state, strict=True)
     except RuntimeError as exc:
@@ -230,11 +244,29 @@ def load_model(path: str | os.PathLike, map_location: str | torch.device = "cpu"
     return LoadedModel(network, meta, path)
 
 
-def build_network(meta: dict[str, Any], label: str = "the model") -> SiameseNetwork:
+def build_network(meta: dict[str, Any], label: str = "the model",
+                  state: dict[str, torch.Tensor] | None = None) -> SiameseNetwork:
+    """The network the metadata describes. With ``state`` (the file's weights), the
+    architecture is first built on the ``meta`` device (no memory) and its shapes are
+    checked against the weights, so metadata claiming a huge network allocates nothing."""
     arch = meta["architecture"]
     try:
+        probe = None
+        if state is not None:
+            try:
+                with torch.device("meta"):
+                    probe = build_encoder(arch["name"], **arch.get("kwargs", {}))
+            except RuntimeError:  # an architecture that cannot be built without data: no early check
+                probe = None
+        if probe is not None:
+            want = {k: tuple(v.shape) for k, v in probe.state_dict().items()}
+            have = {k: tuple(v.shape) for k, v in state.items()}
+            if want != have:
+                odd = sorted(set(want.items()) ^ set(have.items()))[:1]
+                raise ModelFileError(f"{label}: the weights do not match the architecture {arch.get('name')!r} "
+                                     f"in its metadata (e.g. {odd[0][0] if odd else '?'}).")
         encoder = build_encoder(arch["name"], **arch.get("kwargs", {}))
-    except (TypeError, ValueError) as exc:
+    except (TypeError, ValueError, RuntimeError) as exc:
         raise ModelFileError(f"{label}: cannot build architecture {arch.get('name')!r} ({exc}).") from None
     return SiameseNetwork(encoder)
 
@@ -243,7 +275,9 @@ def _load_legacy(path: Path) -> tuple[dict, dict]:
     import pickle
 
     try:
-        obj = torch.load(str(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # torch warns about pickle protocols: noise on the CLI's one line
+            warnings.simplefilter("ignore")
+            obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError:
         raise ModelFileError(f"{path.name} was refused: it contains Python objects other than weights "
                              "(possibly code). Only plain weight files are loaded.") from None
