@@ -110,6 +110,7 @@ def cmd_train(args) -> int:
         raise UsageError(f"--out {out} is a folder")
     if not out.parent.exists():
         raise UsageError(f"the folder of --out does not exist: {out.parent}")
+    _check_writable(out)  # before training, not after an hour of it
     cfg = TrainConfig(
         data_dir=args.data_dir, preset=args.preset, arch=args.arch, loss=args.loss, margin=args.margin,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
@@ -117,7 +118,10 @@ def cmd_train(args) -> int:
         pairs_per_epoch=args.pairs_per_epoch, init=args.init, freeze_fraction=args.freeze,
         patience=args.patience, distance=args.distance,
     )
-    log_fh = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
+    try:
+        log_fh = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
+    except OSError as exc:
+        raise UsageError(f"cannot write --log-json {args.log_json}: {exc.strerror or exc}") from None
     tty = sys.stderr.isatty()
     control = TrainControl()
     result = None
@@ -167,11 +171,42 @@ def cmd_train(args) -> int:
         return EXIT_USAGE
     if args.threshold_point != "best-accuracy":
         result.choose_threshold(args.threshold_point, args.target_far)
-    result.save(out)
+    _save_or_rescue(result, out)
     m = result.meta["metrics"]
     print(f"saved {out}: threshold {result.threshold:.4f}, validation AUC {m['auc']:.4f}, EER {m['eer']:.4f}, "
           f"accuracy {m['accuracy']:.4f} ({m['evaluated_on']})")
     return EXIT_OK
+
+
+def _check_writable(out: Path) -> None:
+    """Refuse an --out folder that cannot take a new file (read-only, no permission)."""
+    import tempfile
+
+    try:
+        fd, probe = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".check", dir=out.parent)
+    except OSError as exc:
+        raise UsageError(f"cannot write to the folder of --out {out.parent}: {exc.strerror or exc}") from None
+    os.close(fd)
+    os.unlink(probe)
+
+
+def _save_or_rescue(result, out: Path) -> None:
+    """Save; when that fails (e.g. the disk filled up), keep the model in the app's data folder."""
+    from siamgui.core.errors import ModelFileError, SiamguiError
+    from siamgui.core.resources import user_data_dir
+
+    try:
+        result.save(out)
+        return
+    except ModelFileError as exc:
+        reason = str(exc).split(". The trained model is still in memory")[0]
+        rescue = user_data_dir() / "unsaved" / f"{out.stem}-{time.strftime('%Y%m%d-%H%M%S')}.safetensors"
+        try:
+            rescue.parent.mkdir(parents=True, exist_ok=True)
+            result.save(rescue)
+        except (OSError, SiamguiError):
+            raise ModelFileError(f"{reason}; the trained model could not be kept.") from None
+        raise ModelFileError(f"{reason}; the trained model was saved to {rescue} instead.") from None
 
 
 # -- evaluate ----------------------------------------------------------------------------
