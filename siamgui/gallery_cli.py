@@ -14,10 +14,11 @@ import sys
 EXIT_OK = 0
 
 
-def _open(args):
+def _open(args, create: bool = False):
+    """The gallery of ``--gallery`` (default: the app's); only enrolment creates a missing one."""
     from siamgui.core.gallery import Gallery
 
-    return Gallery(args.gallery)
+    return Gallery(args.gallery, create=create)
 
 
 def _verifier(args):
@@ -60,7 +61,7 @@ def _skipped(items, quiet: bool) -> None:
 
 def cmd_add(args) -> int:
     verifier = _verifier(args)
-    with _open(args) as g:
+    with _open(args, create=True) as g:
         res = g.enroll(verifier, args.name, args.images, notes=args.notes, face_policy=args.face,
                        skip_bad=args.skip_bad)
         _skipped(res.skipped, args.json)
@@ -77,7 +78,7 @@ def cmd_add(args) -> int:
 
 def cmd_import(args) -> int:
     verifier = _verifier(args)
-    with _open(args) as g:
+    with _open(args, create=True) as g:
         res = g.import_folder(verifier, args.data_dir, face_policy=args.face,
                               progress=_progress("importing images", args.json))
         _skipped(res.skipped, args.json)

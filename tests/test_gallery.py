@@ -369,6 +369,7 @@ def test_cli_gallery_end_to_end(tmp_path, tiny_model, shapes_dir, capsys):
         code, out, err = cli(capsys, *args)
         assert code == 2, (args, out, err)
         assert len([ln for ln in err.splitlines() if ln.strip()]) == 1 and "Traceback" not in err, err
+    assert not (tmp_path / "empty.sqlite").exists()  # reading commands never create a gallery
     # an unknown name, in a real process: exit 2 and one line
     p = run_cli("gallery", "remove", "Nobody", "--gallery", gal)
     assert p.returncode == 2, (p.stdout, p.stderr)

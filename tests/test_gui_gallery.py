@@ -107,9 +107,17 @@ def test_enrol_identify_unknown_and_edit(qtbot, tab, state, shapes_dir, tmp_path
     # the other ranking rule re-runs identification
     r = identify(qtbot, tab, lambda: tab.rank_combo.setCurrentIndex(1))
     assert r.rank == "mean" and "mean of 3 nearest" in tab.detail_label.text()
-    # a stranger with a small threshold: Unknown
+    # a stranger dropped on the tab, with a small threshold: Unknown
+    from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl
+    from PySide6.QtGui import QDropEvent
+
     tab.threshold_spin.setValue(1e-4)
-    r = identify(qtbot, tab, lambda: tab.identify_file(files(shapes_dir, cls[-1])[0]))
+    mime = QMimeData()
+    mime.setUrls([QUrl.fromLocalFile(str(files(shapes_dir, cls[-1])[0]))])
+    drop = QDropEvent(QPointF(30, 30), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+                      Qt.KeyboardModifier.NoModifier)
+    r = identify(qtbot, tab, lambda: tab.event(drop))  # QApplication.sendEvent drops drag events without a drag
+    assert drop.isAccepted()
     assert r.best is None and tab.verdict_label.text() == "Unknown" and len(tab.candidate_rows()) == 2
     # an unreadable probe: a message, no crash
     tab.identify_file(bad)

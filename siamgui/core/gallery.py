@@ -396,12 +396,18 @@ def _store_image(source, pil: Image.Image, face_box=None) -> _Stored:
 
 # -- the store ------------------------------------------------------------------------------
 class Gallery:
-    """An open gallery file. Use as a context manager or call :meth:`close`."""
+    """An open gallery file. Use as a context manager or call :meth:`close`.
 
-    def __init__(self, path: str | os.PathLike | None = None):
+    ``create=False`` refuses a file that does not exist yet (GalleryError)
+    instead of creating an empty gallery (for commands that only read).
+    """
+
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
         path = Path(path) if path is not None else default_gallery_path()
         if path.is_dir():
             path = path / DEFAULT_FILE_NAME
+        if not create and not path.exists():
+            raise GalleryError(f"There is no gallery at {path} yet; enrol someone first (siamgui gallery add).")
         self.path = path
         self._lock = threading.RLock()
         self._index_cache: dict[tuple[str, str], GalleryIndex] = {}

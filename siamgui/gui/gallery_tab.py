@@ -16,7 +16,6 @@ shown in the tab's message line, never in a modal box, and the tab keeps working
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import deque
 from pathlib import Path
@@ -32,8 +31,6 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFi
 from siamgui.gui.camera_view import CameraView
 from siamgui.gui.image_view import GREEN, VERMILLION, ImageView, Overlay, array_to_qimage
 from siamgui.gui.workers import LatestOnlyWorker, error_text
-
-log = logging.getLogger(__name__)
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.pgm *.ppm *.tif *.tiff *.webp *.gif);;All files (*)"
 GALLERY_FILTER = "Galleries (*.sqlite *.db);;All files (*)"
@@ -200,6 +197,7 @@ class GalleryTab(QWidget):
         self.live_identifier.failed.connect(self._on_live_failed)
 
         self._build()
+        self.setAcceptDrops(True)
         state.model_changed.connect(self.set_verifier)
         state.threshold_changed.connect(self._on_state_threshold)
         self.open_gallery(gallery_path)
@@ -861,6 +859,17 @@ class GalleryTab(QWidget):
 
     def candidate_rows(self) -> list[tuple[str, str]]:
         return [(self.table.item(r, 0).text(), self.table.item(r, 1).text()) for r in range(self.table.rowCount())]
+
+    def dragEnterEvent(self, event):  # noqa: N802 - an image file dropped anywhere on the tab is a probe
+        if event.mimeData().hasUrls() and any(u.isLocalFile() for u in event.mimeData().urls()):
+            event.acceptProposedAction()
+
+    def dropEvent(self, event):  # noqa: N802
+        paths = [u.toLocalFile() for u in event.mimeData().urls() if u.isLocalFile()]
+        if paths:
+            event.acceptProposedAction()
+            self.pages.setCurrentIndex(0)
+            self.identify_file(paths[0])
 
     # -- live camera --------------------------------------------------------------------------------
     def start_live(self, source=None) -> None:
