@@ -13,6 +13,8 @@ help:
 	@echo "make run    - set up .venv and start the app"
 	@echo "make test   - set up .venv (with test tools) and run the whole suite headless"
 	@echo "make bench  - run the benchmarks (bench/README.md)"
+	@echo "make dist   - build the one-folder desktop app dist/siamgui/ (PyInstaller, siamgui.spec)"
+	@echo "make dist-check - run the built app headless: compare + gui --screenshot"
 
 $(BIN)/python:
 	@command -v $(PYTHON) >/dev/null 2>&1 || { echo "Python 3.11 is needed (set PYTHON=...)"; exit 2; }
@@ -26,11 +28,24 @@ $(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(PIP) install --disable-pip-version-check -q -e '.[test]'
 	@touch $(VENV)/.installed $@
 
+$(VENV)/.installed-dist: pyproject.toml | $(BIN)/python
+	$(PIP) install --disable-pip-version-check -q -e '.[dist]'
+	@touch $(VENV)/.installed $@
+
 run: $(VENV)/.installed
 	$(BIN)/siamgui
 
 test: $(VENV)/.installed-test
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider
+
+# dist/siamgui/ (about 4 GB, ignored by git); build/ keeps PyInstaller's cache.
+dist: $(VENV)/.installed-dist
+	@start=$$(date +%s); \
+	$(BIN)/python -m PyInstaller --noconfirm --log-level WARN siamgui.spec && \
+	echo "dist: built in $$(( $$(date +%s) - start )) s; $$(du -sh dist/siamgui | cut -f1) in dist/siamgui/"
+
+dist-check: $(VENV)/.installed
+	QT_QPA_PLATFORM=offscreen $(BIN)/python packaging/dist_check.py dist/siamgui
 
 clean-venv:
 	rm -rf $(VENV)
