@@ -105,8 +105,8 @@ def test_summary_figures_thumbnails_and_problems(qtbot, tab, shapes, tmp_path):
     assert s.single_image_classes == ["zz_lonely"]
     assert [p.endswith("broken.png") for p, _ in s.skipped] == [True]
     text = tab.summary_label.text()
-    assert "<b>9</b> classes, <b>65</b> images" in text
-    assert "<b>1</b> with a single image" in text and "skipped: 1" in text
+    assert "<b>9</b> classes, <b>65</b> images; 8 with 2+ images" in text
+    assert "<b>1</b> class(es) with a single image" in text and "skipped: 1" in text
     assert tab.skipped_list.count() == 1 and tab.skipped_list.item(0).text().startswith("broken.png")
     assert not tab.problems_label.isVisibleTo(tab)
     assert tab._thumb_grid.count() == 6  # six sample pairs

@@ -16,7 +16,7 @@ from PySide6.QtWidgets import QGridLayout, QWidget
 MAX_HZ = 10
 
 COLORS = {
-    "raw": QColor(31, 119, 180, 70),
+    "raw": QColor(31, 119, 180, 110),
     "smooth": QColor(31, 119, 180),
     "train": QColor(127, 127, 127),
     "val": QColor(214, 39, 40),
@@ -37,6 +37,7 @@ def make_plot(title: str, x_label: str, y_label: str = "") -> pg.PlotWidget:
         ax = item.getAxis(name)
         ax.setPen(pg.mkPen("#444"))
         ax.setTextPen(pg.mkPen("#222"))
+        ax.enableAutoSIPrefix(False)
     item.setLabel("bottom", x_label, color="#222")
     if y_label:
         item.setLabel("left", y_label, color="#222")
@@ -102,6 +103,8 @@ class LivePlots(QWidget):
             c.setData([], [])
         for line in self.best_lines:
             line.setVisible(False)
+        for p in (self.epoch_loss_plot, self.metric_plot):
+            p.getAxis("bottom").setTickSpacing()
         self.metric_plot.setYRange(0.0, 1.0, padding=0.02)
 
     def add_step(self, step) -> None:
@@ -138,5 +141,7 @@ class LivePlots(QWidget):
                 if best:
                     line.setPos(best[-1])
                     line.setVisible(True)
+            spacing = max(1, -(-max(xs) // 8))  # whole epochs, at most about 8 ticks
             for p in (self.epoch_loss_plot, self.metric_plot):
                 p.setXRange(0.5, max(xs) + 0.5, padding=0)
+                p.getAxis("bottom").setTickSpacing(spacing, spacing)

@@ -83,6 +83,9 @@ class TrainResultView(QWidget):
         self.target_far.setToolTip("Largest share of different-class pairs that may be accepted")
         self.readout = QLabel()
         self.readout.setTextFormat(Qt.TextFormat.RichText)
+        self.readout.setWordWrap(True)
+        self.readout.setToolTip("At this threshold, on the validation pairs: FAR = different-class pairs accepted, "
+                                "FRR = same-class pairs rejected")
         self.readout.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
 
         self.save_button = QPushButton("Save model...")
@@ -201,7 +204,7 @@ class TrainResultView(QWidget):
         self.roc_point.setData([far], [1.0 - frr])
         acc = r.meta["metrics"]["accuracy"]
         self.readout.setText(f"threshold <b>{t:.4f}</b> · accuracy {100 * acc:.2f} % · "
-                             f"false accepts {100 * far:.2f} % · false rejects {100 * frr:.2f} %")
+                             f"FAR {100 * far:.2f} % · FRR {100 * frr:.2f} %")
 
     def _update_enabled(self) -> None:
         has = self.result is not None

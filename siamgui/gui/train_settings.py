@@ -80,7 +80,7 @@ class TrainSettingsForm(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        form = QFormLayout(self)
+        form = self._form = QFormLayout(self)
         form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
         form.setContentsMargins(0, 0, 0, 0)
         form.setVerticalSpacing(4)
@@ -152,9 +152,14 @@ class TrainSettingsForm(QWidget):
         file_row.setContentsMargins(0, 0, 0, 0)
         file_row.addWidget(self.init_file, 1)
         file_row.addWidget(self.init_browse)
-        self.reset_button = QPushButton("Reset to preset defaults")
+        self.reset_button = QPushButton("Defaults")
+        self.reset_button.setToolTip("Reset every value to the preset's defaults")
+        preset_row = QHBoxLayout()
+        preset_row.setContentsMargins(0, 0, 0, 0)
+        preset_row.addWidget(self.preset, 1)
+        preset_row.addWidget(self.reset_button)
 
-        form.addRow("Preset", self.preset)
+        form.addRow("Preset", preset_row)
         form.addRow("Start from", init_row)
         form.addRow("", self._init_file_row)
         form.addRow("Architecture", self.arch)
@@ -169,7 +174,6 @@ class TrainSettingsForm(QWidget):
         form.addRow("Pairs per epoch", self.pairs_per_epoch)
         form.addRow("Seed", self.seed)
         form.addRow("Device", self.device)
-        form.addRow("", self.reset_button)
 
         self.apply_defaults()
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
@@ -237,7 +241,7 @@ class TrainSettingsForm(QWidget):
 
     def _update_enabled(self) -> None:
         from_model = self.init.currentData() != "scratch"
-        self._init_file_row.setVisible(self.init.currentData() == "file")
+        self._form.setRowVisible(self._init_file_row, self.init.currentData() == "file")
         for w in (self.arch, self.image_size, self.embedding_dim):
             w.setEnabled(not from_model)
             w.setToolTip("Taken from the model being fine-tuned" if from_model else "")

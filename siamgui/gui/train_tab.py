@@ -318,12 +318,11 @@ class TrainTab(QWidget):
         shown = ", ".join(f"{html.escape(name)} ({n})" for name, n in counts[:6])
         more = f", ... {len(counts) - 6} more" if len(counts) > 6 else ""
         singles = len(s.single_image_classes)
-        text = (f"<b>{s.classes}</b> classes, <b>{s.images}</b> images · per class {s.per_class_min} / "
-                f"{s.per_class_median:g} / {s.per_class_max} (min / median / max)<br>"
-                f"{s.classes_with_pairs} classes with two or more images")
+        text = (f"<b>{s.classes}</b> classes, <b>{s.images}</b> images; {s.classes_with_pairs} with 2+ images<br>"
+                f"Per class: min {s.per_class_min}, median {s.per_class_median:g}, max {s.per_class_max}<br>")
         if singles:
-            text += f"; <b>{singles}</b> with a single image (used as negatives only)"
-        text += f"<br>Unreadable files skipped: {len(s.skipped)}<br><small>{shown}{more}</small>"
+            text += f"<b>{singles}</b> class(es) with a single image (negatives only)<br>"
+        text += f"Unreadable files skipped: {len(s.skipped)}<br><small>{shown}{more}</small>"
         self.summary_label.setText(text)
         self.summary_label.setToolTip("\n".join(f"{name}: {n}" for name, n in sorted(s.counts.items())))
         self.problems_label.setText("\n".join(s.problems))
