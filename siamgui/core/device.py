@@ -51,6 +51,14 @@ def select_device(requested: str | None = "auto") -> DeviceChoice:
         return DeviceChoice(torch.device("cpu"), req)
     if base == "cuda":
         if cuda_available():
+            try:
+                index = torch.device(req).index
+            except RuntimeError:
+                raise ValueError(f"Unknown device {requested!r}; use cuda or cuda:N") from None
+            count = torch.cuda.device_count()
+            if index is not None and index >= count:
+                return DeviceChoice(torch.device("cuda:0"), req, f"{req} was requested but there are only {count} "
+                                                                 "CUDA GPU(s); using cuda:0.")
             return DeviceChoice(torch.device(req), req)
         return DeviceChoice(torch.device("cpu"), req, "CUDA was requested but no CUDA GPU is available; using the CPU.")
     if base == "mps":

@@ -517,6 +517,10 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
         raise DeviceError(f"The GPU ran out of memory at batch size {b}; try a smaller batch size.") from None
     except MemoryError:
         raise DeviceError(f"Out of memory at batch size {b}; try a smaller batch size or image size.") from None
+    except RuntimeError as exc:  # torch's CPU allocator reports failure as RuntimeError, not MemoryError
+        if "can't allocate memory" not in str(exc):
+            raise
+        raise DeviceError(f"Out of memory at batch size {b}; try a smaller batch size or image size.") from None
 
     if best["state"] is None:
         yield Finished(None, cancelled=True, reason="Stopped before the first epoch finished; nothing to keep.")

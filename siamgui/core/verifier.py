@@ -13,6 +13,7 @@ import torch
 
 from siamgui.core.device import DeviceChoice, select_device
 from siamgui.core.distances import get_distance
+from siamgui.core.errors import DeviceError
 from siamgui.core.face import FaceInfo
 from siamgui.core.images import ImageSource
 from siamgui.core.modelfile import LoadedModel, load_model
@@ -96,10 +97,14 @@ class Verifier:
         _guard()
         batch = arrays if isinstance(arrays, torch.Tensor) else stack_prepared(list(arrays))
         out = []
-        with self._lock, torch.inference_mode():
-            for i in range(0, len(batch), batch_size):
-                x = self.preprocessor.normalize(batch[i:i + batch_size].to(self.device))
-                out.append(self.network.embed(x).float().cpu())
+        try:
+            with self._lock, torch.inference_mode():
+                for i in range(0, len(batch), batch_size):
+                    x = self.preprocessor.normalize(batch[i:i + batch_size].to(self.device))
+                    out.append(self.network.embed(x).float().cpu())
+        except torch.cuda.OutOfMemoryError:
+            raise DeviceError(f"The GPU ran out of memory embedding images (batch {batch_size}); "
+                              "close other GPU programs or use the CPU.") from None
         if not out:
             return torch.empty(0, self.network.embedding_dim)
         return torch.cat(out)
