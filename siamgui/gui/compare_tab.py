@@ -11,7 +11,7 @@ from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFrame, Q
 
 from siamgui.gui.camera_view import CameraView
 from siamgui.gui.distance_bar import DistanceBar
-from siamgui.gui.image_slot import ImageSlot
+from siamgui.gui.image_slot import ImageSlot, compact_button
 from siamgui.gui.image_view import BLUE, ORANGE, VERMILLION
 from siamgui.gui.workers import FunctionWorker, LatestOnlyWorker
 
@@ -139,13 +139,12 @@ class CompareTab(QWidget):
         self.source_combo.setToolTip("Camera number, video file or stream URL")
         self.source_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
         self.source_combo.setMinimumContentsLength(8)
-        self.refresh_button = QPushButton("Find")
-        self.refresh_button.setToolTip("Look for connected cameras")
-        self.file_button = QPushButton("File…")
-        self.file_button.setToolTip("Use a video file as the camera")
-        self.start_button = QPushButton("Start")
-        self.capture_a_button = QPushButton("Capture to A")
-        self.capture_b_button = QPushButton("Capture to B")
+        self.refresh_button = compact_button("Find", "Look for connected cameras")
+        self.file_button = compact_button("File…", "Use a video file as the camera")
+        self.start_button = compact_button("Start", "Start or stop the preview")
+        self.start_button.setMinimumWidth(self.start_button.fontMetrics().horizontalAdvance("Stop Start") + 10)
+        self.capture_a_button = compact_button("→ A", "Capture the current frame into image A")
+        self.capture_b_button = compact_button("→ B", "Capture the current frame into image B")
         cl = QVBoxLayout(self.camera_box)
         src_row = QHBoxLayout()
         src_row.addWidget(self.source_combo, 1)
@@ -155,14 +154,18 @@ class CompareTab(QWidget):
         cl.addWidget(self.camera_view, 1)
         cap_row = QHBoxLayout()
         cap_row.addWidget(self.start_button)
+        cap_row.addStretch(1)
+        cap_row.addWidget(QLabel("Capture:"))
         cap_row.addWidget(self.capture_a_button)
         cap_row.addWidget(self.capture_b_button)
         cl.addLayout(cap_row)
         self.camera_box.setVisible(False)
 
         self.camera_toggle = QPushButton("Show camera")
+        self.camera_toggle.setToolTip("A live camera preview to capture images from")
         self.camera_toggle.setCheckable(True)
         self.swap_button = QPushButton("Swap A ⇄ B")
+        self.swap_button.setToolTip("Exchange the two images")
         top = QHBoxLayout()
         top.addWidget(self.swap_button)
         top.addStretch(1)

@@ -20,6 +20,15 @@ from siamgui.gui.settings import app_settings
 IMAGE_FILTER = ("Images (" + " ".join(f"*{e}" for e in sorted(IMAGE_EXTENSIONS)) + ");;All files (*)")
 
 
+def compact_button(text: str, tooltip: str = "") -> QPushButton:
+    """A push button that may shrink to its text (styles otherwise keep buttons at least 80 px wide)."""
+    b = QPushButton(text)
+    b.setToolTip(tooltip)
+    b.setMinimumWidth(b.fontMetrics().horizontalAdvance(text) + 20)
+    b.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
+    return b
+
+
 class ImageSlot(QGroupBox):
     """Holds one image (an upright RGB PIL image) and shows it with face boxes and the model's input.
 
@@ -49,7 +58,7 @@ class ImageSlot(QGroupBox):
         self.face_label.setWordWrap(True)
         self.face_label.setVisible(False)
         self.input_view = ImageView(self, min_side=64)
-        self.input_view.setFixedSize(72, 72)
+        self.input_view.setFixedSize(88, 88)
         self.input_caption = QLabel("")
         self.input_caption.setWordWrap(True)
         self.input_row = QWidget()
@@ -59,13 +68,10 @@ class ImageSlot(QGroupBox):
         row.addWidget(self.input_caption, 1)
         self.input_row.setVisible(False)
 
-        self.open_button = QPushButton("Open…")
-        self.open_button.setToolTip("Open an image file")
-        self.paste_button = QPushButton("Paste")
-        self.paste_button.setToolTip("Paste an image or a file from the clipboard (Ctrl+V)")
-        self.capture_button = QPushButton("Capture")
-        self.capture_button.setToolTip("Take the current camera frame (starts the camera if needed)")
-        self.clear_button = QPushButton("Clear")
+        self.open_button = compact_button("Open…", "Open an image file")
+        self.paste_button = compact_button("Paste", "Paste an image or a file from the clipboard (Ctrl+V)")
+        self.capture_button = compact_button("Capture", "Take the current camera frame (starts the camera if needed)")
+        self.clear_button = compact_button("Clear", "Remove the image")
         self.clear_button.setEnabled(False)
         self.open_button.clicked.connect(self.open_dialog)
         self.paste_button.clicked.connect(self.paste)
@@ -73,7 +79,6 @@ class ImageSlot(QGroupBox):
         self.clear_button.clicked.connect(self.clear)
         buttons = QHBoxLayout()
         for b in (self.open_button, self.paste_button, self.capture_button, self.clear_button):
-            b.setSizePolicy(QSizePolicy.Policy.Minimum, QSizePolicy.Policy.Fixed)
             buttons.addWidget(b)
 
         lay = QVBoxLayout(self)
@@ -138,6 +143,7 @@ class ImageSlot(QGroupBox):
     # -- what the comparison found -------------------------------------------------------
     def clear_analysis(self) -> None:
         self.view.set_overlays([])
+        self.view.set_points([])
         self.face_label.setVisible(False)
         self.input_row.setVisible(False)
 
@@ -151,6 +157,7 @@ class ImageSlot(QGroupBox):
                                         "used" if used and face_info.count > 1 else "", 3.0 if used else 2.0,
                                         dashed=not used))
         self.view.set_overlays(overlays)
+        self.view.set_points(face_info.landmarks if face_info is not None and face_info.mode == "face" else [])
         if face_mode and face_info is not None:
             warn = face_info.count != 1 or face_info.mode != "face"
             self.face_label.setText(("⚠ " if warn else "✓ ") + face_info.message())

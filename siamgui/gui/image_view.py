@@ -65,6 +65,7 @@ class ImageView(QWidget):
         super().__init__(parent)
         self._image: QImage | None = None
         self._overlays: list[Overlay] = []
+        self._points: list[tuple[float, float]] = []
         self._placeholder = placeholder
         self._highlight = False
         self._min_side = min_side
@@ -85,6 +86,14 @@ class ImageView(QWidget):
 
     def overlays(self) -> list[Overlay]:
         return list(self._overlays)
+
+    def set_points(self, points) -> None:
+        """Marks (e.g. face landmarks) in image pixel coordinates."""
+        self._points = [(float(x), float(y)) for x, y in (points or [])]
+        self.update()
+
+    def points(self) -> list[tuple[float, float]]:
+        return list(self._points)
 
     def set_placeholder(self, text: str) -> None:
         self._placeholder = text
@@ -142,6 +151,11 @@ class ImageView(QWidget):
                     p.fillRect(box, QColor(ov.color))
                     p.setPen(QColor("black"))
                     p.drawText(box.adjusted(4, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, ov.label)
+            if self._points:
+                p.setPen(QPen(QColor("black"), 1))
+                p.setBrush(QColor(GREEN))
+                for x, y in self._points:
+                    p.drawEllipse(QRectF(target.x() + x * sx - 3, target.y() + y * sy - 3, 6, 6))
         elif self._placeholder:
             p.setPen(pal.color(QPalette.ColorRole.PlaceholderText))
             p.drawText(QRectF(self.rect()).adjusted(12, 12, -12, -12),
