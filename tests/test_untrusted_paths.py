@@ -39,7 +39,7 @@ print(json.dumps(codes))
 """
 
 
-def test_commands_write_only_their_outputs_and_the_app_data_folder(tmp_path, tiny_model):
+def test_commands_write_only_their_outputs_and_the_app_data_folder(tmp_path):
     root = tmp_path
     home, tmp, cwd, out = root / "home", root / "tmp", root / "cwd", root / "out"
     for d in (home, tmp, cwd, out):
