@@ -45,7 +45,7 @@ class TrainResultView(QWidget):
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
 
-        self.roc_plot = make_plot("ROC (validation pairs)", "false-accept rate", "true-accept rate")
+        self.roc_plot = make_plot("ROC", "false-accept rate", "true-accept rate")
         self.roc_plot.setXRange(0, 1, padding=0.02)
         self.roc_plot.setYRange(0, 1, padding=0.02)
         self.roc_plot.getPlotItem().setAspectLocked(False)
@@ -54,7 +54,7 @@ class TrainResultView(QWidget):
         self.roc_point = pg.ScatterPlotItem(size=11, brush=pg.mkBrush(0, 0, 0), pen=pg.mkPen("w"))
         self.roc_plot.addItem(self.roc_point)
 
-        self.hist_plot = make_plot("Distances of validation pairs", "distance", "pairs")
+        self.hist_plot = make_plot("Validation distances", "distance", "pairs")
         self.hist_plot.getPlotItem().addLegend(offset=(-10, 10), labelTextColor="#222",
                                                brush=pg.mkBrush(255, 255, 255, 200))
         self.hist_same = pg.PlotDataItem([0, 1], [0], stepMode="center", fillLevel=0,
@@ -66,8 +66,8 @@ class TrainResultView(QWidget):
         self.hist_plot.addItem(self.hist_same)
         self.hist_plot.addItem(self.hist_diff)
         self.threshold_line = pg.InfiniteLine(angle=90, movable=True, pen=pg.mkPen((0, 0, 0), width=2),
-                                              hoverPen=pg.mkPen((31, 119, 180), width=3),
-                                              label="threshold", labelOpts={"position": 0.92, "color": "#000"})
+                                              hoverPen=pg.mkPen((31, 119, 180), width=3))
+        self.threshold_line.setToolTip("The decision threshold: drag it to choose your own")
         self.hist_plot.addItem(self.threshold_line)
         self.threshold_line.sigPositionChangeFinished.connect(self._on_threshold_line_moved)
 
@@ -132,7 +132,7 @@ class TrainResultView(QWidget):
         far, tar, _ = ev.roc_curve(d, s)
         self.roc_curve.setData(far, tar)
         m = result.meta["metrics"]
-        self.roc_plot.getPlotItem().setTitle(f"ROC (validation pairs) · AUC {m['auc']:.4f}", color="#222",
+        self.roc_plot.getPlotItem().setTitle(f"ROC · AUC {m['auc']:.4f}", color="#222",
                                              size="10pt")
         h = ev.histograms(d, s, bins=40)
         self.hist_same.setData(h["edges"], h["same"])
@@ -202,9 +202,11 @@ class TrainResultView(QWidget):
         finally:
             self._updating = False
         self.roc_point.setData([far], [1.0 - frr])
+        self.hist_plot.getPlotItem().setTitle(f"Validation distances · threshold {t:.4f}", color="#222", size="10pt")
         acc = r.meta["metrics"]["accuracy"]
-        self.readout.setText(f"threshold <b>{t:.4f}</b> · accuracy {100 * acc:.2f} % · "
-                             f"FAR {100 * far:.2f} % · FRR {100 * frr:.2f} %")
+        nb = "&nbsp;"  # keep each figure on one line when the text wraps
+        self.readout.setText(f"threshold{nb}<b>{t:.4f}</b> · accuracy{nb}{100 * acc:.2f}{nb}% · "
+                             f"FAR{nb}{100 * far:.2f}{nb}% · FRR{nb}{100 * frr:.2f}{nb}%")
 
     def _update_enabled(self) -> None:
         has = self.result is not None

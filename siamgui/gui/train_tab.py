@@ -32,6 +32,7 @@ from siamgui.gui.train_settings import TrainSettingsForm, open_settings
 from siamgui.gui.train_worker import ScanThread, TrainThread, training_threads
 
 LEFT_WIDTH = 410
+LEFT_MIN_WIDTH = 370
 
 
 def format_duration(seconds: float) -> str:
@@ -162,7 +163,8 @@ class TrainTab(QWidget):
             buttons.addWidget(b)
 
         left = QWidget()
-        left.setFixedWidth(LEFT_WIDTH)
+        left.setMinimumWidth(LEFT_MIN_WIDTH)
+        left.setMaximumWidth(LEFT_WIDTH)
         ll = QVBoxLayout(left)
         ll.setContentsMargins(0, 0, 0, 0)
         ll.addWidget(scroll, 1)
