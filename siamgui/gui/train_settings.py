@@ -8,7 +8,6 @@ never repeats the recipe; the form only turns widget values into a
 from __future__ import annotations
 
 import math
-from pathlib import Path
 
 from PySide6.QtCore import QSettings, Qt, Signal
 from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFormLayout, QHBoxLayout, QLineEdit,
@@ -27,15 +26,10 @@ INIT_CHOICES = (("scratch", "From scratch"), ("bundled", "Bundled model"), ("fil
 
 
 def open_settings() -> QSettings:
-    """The app's settings file (an INI file in the user's config folder).
+    """The app's settings file (siamgui.gui.settings; an INI file resolved on every call)."""
+    from siamgui.gui.settings import app_settings
 
-    The path is resolved on every call, so tests that point ``XDG_CONFIG_HOME``
-    elsewhere get a file of their own.
-    """
-    from platformdirs import user_config_dir
-
-    folder = Path(user_config_dir("siamgui", appauthor=False))
-    return QSettings(str(folder / "siamgui.ini"), QSettings.Format.IniFormat)
+    return app_settings()
 
 
 class _FloatSpinBox(QDoubleSpinBox):
