@@ -282,7 +282,7 @@ def test_no_model_state(qtbot):
     assert t.verdict_text() == "No model loaded"
     assert "open a model file" in t.panel.notes_label.text()
     assert t.panel.open_model_button.isVisibleTo(t)
-    assert not t.threshold_slider.isEnabled()
+    assert not t.threshold_slider.isEnabled() and not t.face_combo.isEnabled()
     with qtbot.waitSignal(t.open_model_requested, timeout=1000):
         t.panel.open_model_button.click()
     t.shutdown()
@@ -359,24 +359,31 @@ def test_camera_failures_are_shown(qtbot, tab):
 def test_preview_pauses_when_hidden_and_stops_on_close(qtbot, state):
     from siamgui.gui.main_window import MainWindow
 
-    w = MainWindow(state, tab_classes=[])
+    w = MainWindow(state, tab_classes=[("Train", _fake_tab_class(confirm=True))])
     qtbot.addWidget(w)
     w.show()
     view = w.compare_tab.camera_view
-    src = FakeSource()
+    sources = []
+
+    def factory():
+        sources.append(FakeSource())
+        return sources[-1]
+
     w.compare_tab.show_camera_panel(True)
     with qtbot.waitSignal(view.frame_ready, timeout=WAIT):
-        view.start(lambda: src)
-    w.compare_tab.camera_toggle.setChecked(False)  # hidden: paused, the source is released
-    qtbot.waitUntil(lambda: src.released, timeout=WAIT)
-    assert not view.running and view.source is not None
-    src2 = FakeSource()
-    view._source = lambda: src2
+        view.start(factory)
+    w.tabs.setCurrentIndex(1)  # another tab: the preview pauses and releases the camera
+    qtbot.waitUntil(lambda: sources[0].released, timeout=WAIT)
+    assert not view.running and view.source is factory
     with qtbot.waitSignal(view.frame_ready, timeout=WAIT):
-        w.compare_tab.camera_toggle.setChecked(True)  # shown again: resumes
-    assert view.running
+        w.tabs.setCurrentIndex(0)  # back: it resumes on a freshly opened source
+    assert view.running and len(sources) == 2
+    w.compare_tab.camera_toggle.setChecked(False)  # the panel hidden: paused again
+    qtbot.waitUntil(lambda: sources[1].released, timeout=WAIT)
+    with qtbot.waitSignal(view.frame_ready, timeout=WAIT):
+        w.compare_tab.camera_toggle.setChecked(True)
     w.close()  # stops the camera; no_thread_leaks checks that nothing is left
-    assert src2.released and not view.running
+    assert sources[2].released and not view.running
 
 
 def test_face_boxes_in_preview(qtbot, tab, qapp):
@@ -396,10 +403,6 @@ def test_face_boxes_in_preview(qtbot, tab, qapp):
 
 
 # -- main window ---------------------------------------------------------------------------------------
-class FakeTab:
-    pass
-
-
 def _fake_tab_class(confirm: bool):
     from PySide6.QtCore import Signal
     from PySide6.QtWidgets import QWidget
@@ -477,6 +480,25 @@ def test_main_window_menus_status_and_close(qtbot, state, tiny_model):
     w.train_tab.ok = True
     w.close()
     assert not w.isVisible() and w.train_tab.stopped == 1
+
+
+def test_real_tabs_close_without_leaving_threads(qtbot, state, images):
+    from siamgui.gui.main_window import MainWindow, optional_tab_classes
+
+    classes = optional_tab_classes()
+    if not classes:
+        pytest.skip("no Train or Gallery tab in this checkout")
+    w = MainWindow(state)
+    qtbot.addWidget(w)
+    w.show()
+    assert [w.tabs.tabText(i) for i in range(w.tabs.count())] == ["Compare"] + [t for t, _ in classes]
+    load_pair(qtbot, w.compare_tab, images["a"], images["b"])
+    for i in range(w.tabs.count()):
+        w.tabs.setCurrentIndex(i)
+        qtbot.wait(50)
+    w.tabs.setCurrentIndex(0)
+    w.close()  # asks the tabs (nothing running: no question), then stops every thread
+    assert not w.isVisible()
 
 
 def test_excepthook_shows_a_dialog(qtbot, state):

@@ -41,7 +41,10 @@ def _route_qt_messages() -> None:
     qt_log = logging.getLogger("siamgui.qt")
 
     def handler(mode, context, message):
-        qt_log.log(levels.get(mode, logging.WARNING), message)
+        level = levels.get(mode, logging.WARNING)
+        if "propagateSizeHints" in message:  # the offscreen platform's harmless note
+            level = logging.DEBUG
+        qt_log.log(level, message)
 
     qInstallMessageHandler(handler)
 

@@ -208,6 +208,8 @@ class CompareTab(QWidget):
         if camera_source is not None:
             self.source_combo.setEditText(str(camera_source))
         self._set_threshold_enabled(False)
+        self.face_combo.setEnabled(False)
+        self.panel.face_label.setEnabled(False)
         if state.verifier is not None:
             self.set_verifier(state.verifier)
         else:
