@@ -291,8 +291,10 @@ def test_schema_version_and_foreign_files(tmp_path):
     con.execute(f"PRAGMA user_version = {SCHEMA_VERSION + 1}")
     con.commit()
     con.close()
+    before = newer.read_bytes()
     with pytest.raises(GalleryError, match="newer siamgui"):
         Gallery(newer)
+    assert newer.read_bytes() == before
     junk = tmp_path / "junk.sqlite"
     junk.write_bytes(b"not a database at all" * 100)
     with pytest.raises(GalleryError, match="not a gallery"):
@@ -302,8 +304,10 @@ def test_schema_version_and_foreign_files(tmp_path):
     con.execute("CREATE TABLE t (x)")
     con.commit()
     con.close()
+    before = other.read_bytes()
     with pytest.raises(GalleryError, match="not a siamgui gallery"):
         Gallery(other)
+    assert other.read_bytes() == before
     empty = tmp_path / "empty.sqlite"  # an empty SQLite file (version 0) is migrated
     sqlite3.connect(str(empty)).close()
     with Gallery(empty) as g:
