@@ -463,10 +463,12 @@ def test_main_window_menus_status_and_close(qtbot, state, tiny_model):
         state.verifier.model_threshold, abs=1e-4)
     assert "generic" in rows["Preprocessing"]
     dlg.close()
-    # switching device reloads the model
+    # switching device reloads the model and keeps the user's threshold
+    w.compare_tab.set_threshold(0.0123)
     with qtbot.waitSignal(state.model_changed, timeout=WAIT):
-        w.device_actions["cpu"].trigger()
-    assert state.device == "cpu" and gsettings.app_settings().value("device") == "cpu"
+        w.device_actions["auto"].trigger()
+    assert state.device == "auto" and gsettings.app_settings().value("device") == "auto"
+    assert w.compare_tab.threshold == pytest.approx(0.0123) and state.verifier.threshold == pytest.approx(0.0123)
     # a bad model file chosen by the user: a message, the old model stays
     with qtbot.waitSignal(state.model_failed, timeout=WAIT):
         w.load_model(str(tiny_model.parent / "nope.safetensors"))

@@ -217,6 +217,8 @@ class CompareTab(QWidget):
 
     # -- model ---------------------------------------------------------------------------
     def set_verifier(self, verifier) -> None:
+        if self.verifier is not None and verifier.loaded is self.verifier.loaded:
+            verifier.threshold = self.threshold  # the same model on another device: keep the user's threshold
         self.verifier = verifier
         self._loading = False
         self._model_error = ""
