@@ -244,10 +244,10 @@ def test_stop_mid_epoch_within_one_batch(qtbot, tab, shapes, tmp_path, monkeypat
     assert time.perf_counter() - t0 < 10.0
     assert thread.steps_after_cancel <= 1  # the batch in flight, no more
     last = tab._last_step
-    assert last.epoch == 2 and last.step < last.steps_per_epoch  # stopped mid-epoch
-    assert blocker.args[0] is True  # epoch 1 finished: its model is kept (in memory)
-    assert [e.epoch for e in tab.plots.epochs] == [1]
-    assert tab.result.stopped_early and tab.result.meta["training"]["best_epoch"] == 1
+    assert last.epoch >= 2 and last.step < last.steps_per_epoch  # stopped mid-epoch (normally epoch 2)
+    assert blocker.args[0] is True  # a finished epoch: its model is kept (in memory)
+    assert [e.epoch for e in tab.plots.epochs] == list(range(1, last.epoch))  # no validation after the stop
+    assert tab.result.stopped_early and tab.result.meta["training"]["epochs_run"] == last.epoch - 1
     assert tab.views.currentWidget() is tab.result_view
     assert list(tmp_path.iterdir()) == [] and sorted(shapes.rglob("*")) == before  # no model file anywhere
     assert tab.start_button.isEnabled() and tab.choose_button.isEnabled()
