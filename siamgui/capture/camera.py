@@ -24,6 +24,8 @@ from siamgui.core.errors import SiamguiError
 
 #: Frame rate assumed when a source does not report a usable one.
 DEFAULT_FPS = 30.0
+#: Largest device number tried (OpenCV's backends use small numbers).
+MAX_CAMERA_INDEX = 9999
 
 
 class CameraError(SiamguiError):
@@ -40,12 +42,14 @@ def parse_source(source: str | int) -> int | str:
     if isinstance(source, int):
         if source < 0:
             raise CameraError(f"Camera numbers start at 0, got {source}.")
+        if source > MAX_CAMERA_INDEX:  # OpenCV raises its own error for numbers beyond a C int
+            raise CameraError(f"There is no camera number {source}.")
         return source
     text = os.fspath(source).strip()
     if not text:
         raise CameraError("No camera source was given.")
-    if text.isdigit():
-        return int(text)
+    if text.isascii() and text.isdigit():  # not "²" or other Unicode digits int() refuses
+        return parse_source(int(text))
     if "://" in text:
         return text
     path = Path(text).expanduser()
