@@ -297,6 +297,8 @@ def test_failures_end_in_a_message_and_a_usable_tab(qtbot, tab, shapes, tmp_path
     f.init.setCurrentIndex(f.init.findData("scratch"))
     import siamgui.core.training as training
 
+    real_train = training.train
+
     def exploding(config, control=None):
         yield training.Log("info", "starting")
         raise RuntimeError("CUDA out of memory. Tried to allocate 2.00 GiB")
@@ -313,7 +315,7 @@ def test_failures_end_in_a_message_and_a_usable_tab(qtbot, tab, shapes, tmp_path
     monkeypatch.setattr(training, "train", broken)
     assert run_to_end(qtbot, tab) is False
     assert tab.messages[-1] == "Training failed: ZeroDivisionError: boom"
-    monkeypatch.undo()
+    monkeypatch.setattr(training, "train", real_train)  # (not undo(): that would also drop the isolated folders)
     assert run_to_end(qtbot, tab) is True  # still usable
 
 
