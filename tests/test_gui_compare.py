@@ -6,7 +6,6 @@ import argparse
 import subprocess
 import sys
 import threading
-import time
 
 import cv2
 import numpy as np
@@ -117,12 +116,13 @@ def test_forward_pass_on_gui_thread_is_refused(tab, state, images):
 
 def test_newer_request_supersedes_running_one(qtbot, state, tiny_model, images, monkeypatch):
     calls = []
+    gate = threading.Event()
     real = compare_mod._compare_job
 
     def slow_job(verifier, a, b, policy, threshold):
         calls.append(b.size)
         if len(calls) == 1:
-            time.sleep(0.4)  # the first request is still running when the others arrive
+            gate.wait(10)  # the first request is still running when the others arrive
         return real(verifier, a, b, policy, threshold)
 
     monkeypatch.setattr(compare_mod, "_compare_job", slow_job)
@@ -135,6 +135,7 @@ def test_newer_request_supersedes_running_one(qtbot, state, tiny_model, images, 
     qtbot.waitUntil(lambda: len(calls) == 1, timeout=WAIT)
     t.slot_b.set_image_path(images["c"])  # request 2 waits...
     t.slot_b.set_image_path(images["a2"])  # ...and is replaced by request 3
+    gate.set()
     qtbot.waitUntil(lambda: len(shown) == 1 and not t.busy, timeout=WAIT)
     qtbot.wait(600)
     assert len(calls) == 2, "the replaced request must not run"
@@ -318,7 +319,9 @@ class FakeSource:
 
 
 def test_camera_preview_from_video_file_and_capture(qtbot, tab, tmp_path):
-    video = make_video(tmp_path / "cam.avi", frames=15, size=(64, 48), fps=30)
+    video = make_video(tmp_path / "cam.avi", frames=50, size=(64, 48), fps=30)
+    stops = []
+    tab.camera_view.stopped.connect(stops.append)
     tab.source_combo.setEditText(str(video))
     with qtbot.waitSignal(tab.camera_view.frame_ready, timeout=WAIT) as sig:
         tab.start_camera()
@@ -328,9 +331,8 @@ def test_camera_preview_from_video_file_and_capture(qtbot, tab, tmp_path):
         tab.capture_a_button.click()
     assert tab.slot_a.image.size == (64, 48) and tab.slot_a.label.startswith("Camera ")
     # the file ends: a clear message in the preview, the app keeps working
-    with qtbot.waitSignal(tab.camera_view.stopped, timeout=WAIT) as sig:
-        pass
-    assert "ended" in sig.args[0] and "ended" in tab.camera_view.view.placeholder()
+    qtbot.waitUntil(lambda: len(stops) == 1, timeout=WAIT)
+    assert "ended" in stops[0] and "ended" in tab.camera_view.view.placeholder()
     assert not tab.camera_view.running and tab.start_button.text() == "Start"
     # Capture with the camera stopped starts it and fills the slot from the first frame
     with qtbot.waitSignal(tab.slot_b.image_changed, timeout=WAIT):
