@@ -351,3 +351,7 @@ def test_scripted_run(qtbot, tab, shapes, tmp_path):
     with qtbot.waitSignal(tab.scripted_finished, timeout=20000) as blocker:
         tab.start_scripted(str(empty), 1)
     assert blocker.args == [False] and not tab.messages  # no dialog in scripted mode
+    tab.shutdown()
+    from siamgui.gui.train_settings import open_settings
+
+    assert open_settings().value("train/epochs") is None  # a scripted run leaves the user's settings alone

@@ -82,6 +82,7 @@ class TrainTab(QWidget):
         self._saved_path: Path | None = None
         self._saved_meta: dict | None = None
         self._scripted = False
+        self._was_scripted = False
         self._scripted_epochs: int | None = None
         self._run_ok = False
         self._last_step = None
@@ -667,6 +668,7 @@ class TrainTab(QWidget):
 
     def shutdown(self) -> None:
         """Stop training and scanning and wait for every thread of this tab."""
+        scripted_run = self._scripted or self._was_scripted
         self._scripted = False
         if self._control is not None:
             self._control.cancel()
@@ -675,7 +677,8 @@ class TrainTab(QWidget):
         self._ui_timer.stop()
         for t in list(self._threads):
             t.wait()
-        self._save_settings()
+        if not scripted_run:  # an unattended run's defaults are not the user's choices
+            self._save_settings()
 
     def _save_settings(self) -> None:
         settings = open_settings()
@@ -691,7 +694,7 @@ class TrainTab(QWidget):
         Emits ``scripted_finished(True)`` once the result view is shown and the worker
         has ended, or ``scripted_finished(False)`` on any failure; no dialogs are shown.
         """
-        self._scripted = True
+        self._scripted = self._was_scripted = True
         self._scripted_epochs = epochs
         form = self.settings_form
         form.loss.setCurrentIndex(0)
