@@ -211,3 +211,59 @@ def test_too_many_images_failing_mid_training_is_a_clear_error(tmp_path, capsys)
         for ev in train(_tiny_cfg(root)):
             seen.append(ev)
     assert not any(isinstance(ev, Step) for ev in seen) and "\n" not in str(info.value)
+
+
+@pytest.mark.parametrize("option", [("--image-size", "5000"), ("--embedding-dim", "1000000000")],
+                         ids=["image-size-5000", "embedding-dim-1e9"])
+def test_training_options_out_of_range(option, tmp_path, shapes_dir, capsys):
+    """Refused at once with the limit, not an internal error or a 4 TB allocation."""
+    out = tmp_path / "m.safetensors"
+    code, _, err = run_main(capsys, "train", shapes_dir, "--out", out, "--epochs", "1", *option)
+    assert_one_line_error(code, err, "must be at most")
+    assert not out.exists()
+
+
+def test_architecture_too_large_to_build(shapes_dir):
+    from siamgui.core.errors import SiamguiError
+
+    with pytest.raises(SiamguiError, match="Cannot build architecture 'compact-cnn'") as info:
+        list(train(_tiny_cfg(shapes_dir, arch_kwargs={"width": 1_000_000})))
+    assert "\n" not in str(info.value)
+
+
+PAIRS = {
+    "excel-bom": (b"\xef\xbb\xbfa,b,same\nA0,A1,1\nA0,B0,0\n", None),
+    "no-header": (b"A0,A1,1\n", "header"),
+    "missing-column": (b"a,b,same\nA0\n", "'same' must be 0 or 1"),
+    "same-not-0-or-1": (b"a,b,same\nA0,A1,yes\n", "'same' must be 0 or 1"),
+    "not-utf8": (b"a,b,same\n\xff\xfe\xfa,A1,1\n", "not a UTF-8 text file"),
+    "no-pairs": (b"a,b,same\n", "holds no pairs"),
+    "missing-image": (b"a,b,same\nA0,gone.png,1\n", "no such file"),
+}
+
+
+@pytest.mark.parametrize("case", list(PAIRS))
+def test_pairs_csv(case, tmp_path, tiny_model, capsys):
+    """`evaluate --pairs`: a UTF-8 file with a BOM (as Excel saves) works; broken files exit 2 with one line."""
+    data = make_shapes_dataset(tmp_path / "imgs", n_classes=2, per_class=2, size=24, seed=0)
+    a, b = (sorted((data / c).iterdir()) for c in sorted(os.listdir(data)))
+    text, expect = PAIRS[case]
+    for key, path in (("A0", a[0]), ("A1", a[1]), ("B0", b[0])):
+        text = text.replace(key.encode(), str(path).encode())
+    csv = tmp_path / "pairs.csv"
+    csv.write_bytes(text)
+    code, out, err = run_main(capsys, "evaluate", "--pairs", csv, "--model", tiny_model, "--json")
+    if expect is None:
+        assert code == 0, err
+        assert '"pairs": 2' in out
+    else:
+        assert_one_line_error(code, err, expect)
+
+
+@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage\xff", b"2\nGeorge 1 2\n", b"1 1\nA 1 x\nB 1 C 1\n"],
+                         ids=["empty", "binary", "too-short", "not-a-number"])
+def test_lfw_pairs_file_malformed(content, tmp_path, tiny_model, capsys):
+    pairs = tmp_path / "pairs.txt"
+    pairs.write_bytes(content)
+    code, _, err = run_main(capsys, "evaluate", "--lfw-pairs", pairs, "--root", tmp_path, "--model", tiny_model)
+    assert_one_line_error(code, err)

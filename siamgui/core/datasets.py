@@ -291,7 +291,7 @@ def read_pairs_csv(path: str | os.PathLike) -> list[tuple[str, str, bool]]:
         raise DatasetError(f"No such pairs file: {path}")
     rows = []
     try:
-        with open(path, newline="", encoding="utf-8") as fh:
+        with open(path, newline="", encoding="utf-8-sig") as fh:  # -sig: Excel writes a BOM
             reader = csv.DictReader(fh)
             if reader.fieldnames is None or not {"a", "b", "same"} <= {f.strip() for f in reader.fieldnames}:
                 raise DatasetError(f"{path.name} must have a header 'a,b,same'.")

@@ -111,6 +111,9 @@ class TrainConfig:
         for key, lo in (("epochs", 1), ("batch_size", 2), ("image_size", 8), ("embedding_dim", 2)):
             if int(getattr(c, key)) < lo:
                 raise SiamguiError(f"{key.replace('_', ' ')} must be at least {lo}.")
+        for key, hi in (("image_size", 1024), ("embedding_dim", 8192)):  # the preprocessing's limit; memory
+            if int(getattr(c, key)) > hi:
+                raise SiamguiError(f"{key.replace('_', ' ')} must be at most {hi}.")
         if not (0.0 <= c.val_split < 1.0):
             raise SiamguiError("The validation split must be between 0 and 1.")
         if not (c.lr > 0 and math.isfinite(c.lr)):
@@ -330,8 +333,8 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
         arch = {"name": cfg.arch, "kwargs": kwargs}
         try:
             network = SiameseNetwork(build_encoder(cfg.arch, **kwargs))
-        except (TypeError, ValueError) as exc:
-            raise SiamguiError(f"Cannot build architecture {cfg.arch!r}: {exc}") from None
+        except (TypeError, ValueError, RuntimeError) as exc:  # RuntimeError: torch could not allocate it
+            raise SiamguiError(f"Cannot build architecture {cfg.arch!r}: {str(exc).splitlines()[0][:200]}") from None
         distance_name = cfg.distance
     if cfg.freeze_fraction > 0:
         n = _freeze(network.encoder, cfg.freeze_fraction)
