@@ -1,0 +1,242 @@
+"""Face landmarks with dlib's 5-point shape predictor, evaluated in NumPy (no dlib).
+
+The predictor (Kazemi & Sullivan's cascade of regression trees, dlib
+``shape_predictor.h``) is read from the ``.safetensors`` file that
+``siamgui import-dlib shape_predictor_5_face_landmarks.dat`` writes. Each of
+its 15 stages samples 800 grey pixels placed relative to the current shape,
+walks 500 depth-4 trees on pixel differences and adds their leaf vectors to
+the shape. All trees of a stage are walked together with array indexing.
+
+Also here: the face-chip geometry of dlib's ``get_face_chip_details`` and
+``extract_image_chip`` (bilinear, values truncated, 0 outside the image), so
+the network sees the chips it was trained on.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from siamgui.core.dlib_import import ShapePredictor
+from siamgui.core.errors import ModelFileError
+
+#: dlib's 5-point chip template (interpolation.h, get_face_chip_details): right eye
+#: outer/inner corner, left eye outer/inner corner, bottom of the nose; unit square.
+CHIP_TEMPLATE_5 = np.array([
+    [0.8595674595992, 0.2134981538014],
+    [0.6460604764104, 0.2289674387677],
+    [0.1205750620789, 0.2137274526848],
+    [0.3340850613712, 0.2290642403242],
+    [0.4901123135679, 0.6277975316475],
+])
+
+
+def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Least-squares similarity ``dst ~ M @ src + t`` (Umeyama, as dlib's find_similarity_transform)."""
+    src = np.asarray(src, np.float64)
+    dst = np.asarray(dst, np.float64)
+    mf, mt = src.mean(0), dst.mean(0)
+    ds, dd = src - mf, dst - mt
+    sigma_from = (ds ** 2).sum(1).mean()
+    cov = dd.T @ ds / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    s = np.eye(2)
+    det = np.linalg.det(cov)
+    if det < 0 or (det == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
+        if d[1] < d[0]:
+            s[1, 1] = -1
+        else:
+            s[0, 0] = -1
+    r = u @ s @ vt
+    c = (d * np.diag(s)).sum() / sigma_from if sigma_from != 0 else 1.0
+    m = c * r
+    return m, mt - m @ mf
+
+
+def grey_intensity(rgb: np.ndarray) -> np.ndarray:
+    """dlib's rgb -> grey: ``(r + g + b) // 3`` (uint8)."""
+    if rgb.ndim == 2:
+        return rgb
+    total = rgb[..., 0].astype(np.uint16)
+    total += rgb[..., 1]
+    total += rgb[..., 2]
+    return (total // 3).astype(np.uint8)
+
+
+class LandmarkPredictor:
+    def __init__(self, sp: ShapePredictor, meta: dict | None = None):
+        self.sp = sp
+        self.meta = meta or {}
+        self.n_points = len(sp.initial_shape)
+        self._depth = int(round(math.log2(sp.leaves[0].shape[1]))) if sp.leaves else 0
+        self._init = sp.initial_shape.astype(np.float32)
+        self._idx = [a.astype(np.intp) for a in sp.split_idx]
+        self._arange = [np.arange(a.shape[0]) for a in sp.split_idx]
+
+    @classmethod
+    def load(cls, path: str | Path) -> "LandmarkPredictor":
+        from safetensors import safe_open
+        from safetensors.numpy import load_file
+
+        path = Path(path)
+        if not path.is_file():
+            raise ModelFileError(f"The face landmark model {path.name} is missing (looked in {path.parent}).")
+        try:
+            with safe_open(str(path), framework="np") as f:
+                meta = json.loads((f.metadata() or {}).get("siamgui", "{}"))
+            tensors = load_file(str(path))
+            sp = ShapePredictor.from_tensors(tensors)
+        except (KeyError, ValueError, OSError) as exc:
+            raise ModelFileError(f"The face landmark model {path.name} is damaged ({exc}).") from None
+        return cls(sp, meta)
+
+    def predict(self, grey: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
+        """Landmarks (P, 2) in image pixels for a face box ``(left, top, right, bottom)``.
+
+        ``box`` uses dlib's rectangle convention (right/bottom inclusive); ``grey``
+        is the (H, W) uint8 intensity image from :func:`grey_intensity`.
+        """
+        h, w = grey.shape[:2]
+        left, top, right, bottom = (float(v) for v in box)
+        sx, sy = right - left, bottom - top
+        shape = self._init.copy()
+        flat = grey.ravel()
+        for s in range(len(self.sp.anchor)):
+            m, _ = similarity_transform(self._init, shape)
+            m = m.astype(np.float32)
+            pts = self.sp.deltas[s] @ m.T + shape[self.sp.anchor[s]]  # float32, normalised space
+            px = np.floor(left + sx * pts[:, 0].astype(np.float64) + 0.5).astype(np.intp)
+            py = np.floor(top + sy * pts[:, 1].astype(np.float64) + 0.5).astype(np.intp)
+            inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
+            feats = np.zeros(len(px), np.float32)
+            feats[inside] = flat[py[inside] * w + px[inside]]
+            idx, thresh, leaves = self._idx[s], self.sp.split_thresh[s], self.sp.leaves[s]
+            trees = self._arange[s]
+            node = np.zeros(len(trees), np.intp)
+            n_splits = idx.shape[1]
+            for _ in range(self._depth):
+                i = idx[trees, node]
+                go_left = (feats[i[:, 0]] - feats[i[:, 1]]) > thresh[trees, node]
+                node = 2 * node + np.where(go_left, 1, 2)
+            delta = leaves[trees, node - n_splits].sum(0, dtype=np.float32)
+            shape = shape + delta.reshape(-1, 2)
+        out = np.empty_like(shape, dtype=np.float64)
+        out[:, 0] = left + sx * shape[:, 0]
+        out[:, 1] = top + sy * shape[:, 1]
+        return out
+
+    def box_from_landmarks(self, pts: np.ndarray) -> tuple[float, float, float, float]:
+        """The square box for which this predictor's mean shape best fits ``pts`` (least squares)."""
+        u = self._init.astype(np.float64)
+        p = np.asarray(pts, np.float64)
+        # p = [l, t] + s * u: solve for l, t, s
+        n = len(u)
+        a = np.zeros((2 * n, 3))
+        a[:n, 0], a[n:, 1] = 1, 1
+        a[:n, 2], a[n:, 2] = u[:, 0], u[:, 1]
+        b = np.r_[p[:, 0], p[:, 1]]
+        (l, t, s), *_ = np.linalg.lstsq(a, b, rcond=None)
+        return (l, t, l + s, t + s)
+
+
+_predictors: dict[str, LandmarkPredictor] = {}
+_lock = threading.Lock()
+
+
+def get_predictor(path: str | Path) -> LandmarkPredictor:
+    key = str(path)
+    with _lock:
+        if key not in _predictors:
+            _predictors[key] = LandmarkPredictor.load(path)
+        return _predictors[key]
+
+
+# -- face chips -------------------------------------------------------------------------
+def chip_transform(landmarks: np.ndarray, size: int = 150, padding: float = 0.25) -> np.ndarray:
+    """The 2x3 affine mapping chip pixel (x, y, 1) to image coordinates, as dlib computes it.
+
+    Follows ``get_face_chip_details`` (similarity from the padded template to the
+    landmarks), ``chip_details`` (angle, scale, ``centered_drect``) and
+    ``extract_image_chips`` (chip corners to the rotated rectangle's corners).
+    """
+    if len(landmarks) != 5:
+        raise ValueError("5 landmarks expected")
+    template = (padding + CHIP_TEMPLATE_5) / (2 * padding + 1) * size
+    m, t = similarity_transform(template, landmarks)
+    p = m @ np.array([1.0, 0.0])
+    angle = math.atan2(p[1], p[0])
+    scale = math.hypot(p[0], p[1])
+    centre = m @ np.array([size / 2.0, size / 2.0]) + t
+    half = (size * scale - 1) / 2.0  # centered_drect: width-- then +-width/2
+    c, s = math.cos(angle), math.sin(angle)
+    rot = np.array([[c, -s], [s, c]])
+
+    def corner(dx, dy):
+        return rot @ np.array([dx, dy]) + centre
+
+    tl, tr, bl = corner(-half, -half), corner(half, -half), corner(-half, half)
+    a = np.empty((2, 3))
+    a[:, 0] = (tr - tl) / (size - 1)
+    a[:, 1] = (bl - tl) / (size - 1)
+    a[:, 2] = tl
+    return a
+
+
+def _bilinear_truncate(img: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
+    """dlib's interpolate_bilinear for uint8 RGB: double maths, truncation, 0 outside."""
+    h, w = img.shape[:2]
+    c = img.shape[2] if img.ndim == 3 else 1
+    x0 = np.floor(xs)
+    y0 = np.floor(ys)
+    fx = (xs - x0).reshape(-1, 1)
+    fy = (ys - y0).reshape(-1, 1)
+    x0 = x0.astype(np.intp).ravel()
+    y0 = y0.astype(np.intp).ravel()
+    ok = (x0 >= 0) & (y0 >= 0) & (x0 + 1 < w) & (y0 + 1 < h)
+    i00 = np.clip(y0, 0, h - 2) * w + np.clip(x0, 0, w - 2)
+    flat = img.reshape(h * w, c)
+    tl = flat[i00].astype(np.float64)
+    tr = flat[i00 + 1].astype(np.float64)
+    bl = flat[i00 + w].astype(np.float64)
+    br = flat[i00 + w + 1].astype(np.float64)
+    v = (1 - fy) * ((1 - fx) * tl + fx * tr) + fy * ((1 - fx) * bl + fx * br)
+    out = v.astype(np.uint8)  # values lie in [0, 255]; astype truncates like static_cast
+    out[~ok] = 0
+    return out.reshape(xs.shape + (c,)) if img.ndim == 3 else out.reshape(xs.shape)
+
+
+_grids: dict[int, tuple[np.ndarray, np.ndarray]] = {}
+
+
+def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
+    if size not in _grids:
+        ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
+        _grids[size] = (ys, xs)
+    return _grids[size]
+
+
+def extract_chip(rgb: np.ndarray, affine: np.ndarray, size: int = 150) -> np.ndarray:
+    """Sample a (size, size, 3) uint8 chip from ``rgb`` through ``affine`` (chip -> image).
+
+    When the chip is much smaller than its source region (over 2x), the source is
+    first halved (Gaussian pyramid) as dlib does, so bilinear sampling does not alias.
+    """
+    a = np.asarray(affine, np.float64).copy()
+    img = rgb
+    span = math.hypot(a[0, 0], a[1, 0]) * (size - 1) + 1  # source width of the chip
+    level_scale = 1.0
+    if span / 2.0 > size:
+        import cv2
+
+        while span / (2.0 * level_scale) > size and min(img.shape[:2]) > 4:
+            img = cv2.pyrDown(img)
+            level_scale *= 2.0
+        a /= level_scale
+    ys, xs = _grid(size)
+    sx = a[0, 0] * xs + a[0, 1] * ys + a[0, 2]
+    sy = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
+    return _bilinear_truncate(np.ascontiguousarray(img), sx, sy)
