@@ -584,3 +584,19 @@ def test_gui_modules_do_not_import_torch():
     code = ("import sys, siamgui.gui.app, siamgui.gui.main_window, siamgui.gui.compare_tab; "
             "assert 'torch' not in sys.modules, 'torch imported before the window is shown'")
     subprocess.run([sys.executable, "-c", code], check=True, timeout=60)
+
+
+def test_use_in_compare_switches_to_the_compare_tab(qtbot, state):
+    from PySide6.QtCore import Signal
+
+    from siamgui.gui.main_window import MainWindow
+
+    class Tab(_fake_tab_class(confirm=True)):
+        compare_requested = Signal()
+
+    w = MainWindow(state, tab_classes=[("Train", Tab)])
+    qtbot.addWidget(w)
+    w.show()
+    w.tabs.setCurrentWidget(w.train_tab)
+    w.train_tab.compare_requested.emit()
+    assert w.tabs.currentWidget() is w.compare_tab

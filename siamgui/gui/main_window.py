@@ -71,6 +71,8 @@ class MainWindow(QMainWindow):
             self.tabs.addTab(tab, title)
             if title == "Train":
                 self.train_tab = tab
+                if hasattr(tab, "compare_requested"):  # "Use in Compare" shows the Compare tab
+                    tab.compare_requested.connect(lambda: self.tabs.setCurrentWidget(self.compare_tab))
             elif title == "Gallery":
                 self.gallery_tab = tab
         self.setCentralWidget(self.tabs)
