@@ -77,6 +77,19 @@ def show(proc: subprocess.CompletedProcess) -> None:
             print(f"    | {line}")
 
 
+def commands(help_text: str) -> set[str]:
+    """Command names from ``siamgui --help`` (the indented lines under COMMAND)."""
+    names, inside = set(), False
+    for line in help_text.splitlines():
+        if line.strip() == "COMMAND":
+            inside = True
+        elif inside and not line.strip():
+            break
+        elif inside and line.startswith("    ") and not line.startswith("      "):
+            names.add(line.split()[0])
+    return names
+
+
 def make_images(folder: Path) -> tuple[Path, Path]:
     """Two different 160 px pictures (a pale 'face-like' oval and a pattern)."""
     from PIL import Image, ImageDraw
@@ -156,6 +169,17 @@ def main() -> int:
             show(proc)
         else:
             say(f"ok   'siamgui --version' -> {proc.stdout.strip()} in {secs:.2f} s")
+
+        # Commands: siamgui registers some by importing modules by name (gallery,
+        # import-dlib); the frozen app must list the same ones as the checkout.
+        frozen_help, _ = run(exe, ["--help"], env, work)
+        source_help = subprocess.run([sys.executable, "-m", "siamgui", "--help"], env={**env, "PYTHONPATH": str(ROOT)},
+                                     cwd=work, capture_output=True, text=True, timeout=TIMEOUT_S)
+        frozen_cmds, source_cmds = commands(frozen_help.stdout), commands(source_help.stdout)
+        if not source_cmds or frozen_cmds != source_cmds:
+            fail(f"the frozen app's commands {sorted(frozen_cmds)} differ from the checkout's {sorted(source_cmds)}")
+        else:
+            say(f"ok   the frozen app has the checkout's commands: {' '.join(sorted(frozen_cmds))}")
 
         model_args: list[str] = []
         if not model_in_checkout:
