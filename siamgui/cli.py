@@ -412,9 +412,22 @@ def _register_extra_commands(sub) -> None:
         mod.add_cli_commands(sub, _Parser)
 
 
+def _keep_torch_cache_in_app_folder() -> None:
+    """torch creates its compiler cache folder ($TMPDIR/torchinductor_<user>) whenever an optimizer is
+    built; keep it in the app's own cache folder instead, so nothing is left in the temporary folder."""
+    if "TORCHINDUCTOR_CACHE_DIR" not in os.environ:
+        base = os.environ.get("SIAMGUI_CACHE_DIR")
+        if not base:
+            import platformdirs
+
+            base = platformdirs.user_cache_dir("siamgui", appauthor=False)
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(base, "torch")
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
+    _keep_torch_cache_in_app_folder()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

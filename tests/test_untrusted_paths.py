@@ -1,4 +1,4 @@
-"""Untrusted paths: nothing is written outside the chosen outputs and the app's data folder.
+"""Untrusted paths: nothing is written outside the chosen outputs and the app's own folders.
 
 One fresh process runs train / compare / evaluate / info / gallery (and some
 failing commands) with HOME, TMPDIR, the XDG folders and the working folder
@@ -25,6 +25,7 @@ tiny = ["--arch", "compact-cnn", "--image-size", "16", "--embedding-dim", "8", "
         "--pairs-per-epoch", "32", "--val-split", "0", "--device", "cpu", "--epochs", "1"]
 runs = {
     "train": ["train", data, "--out", model, "--log-json", out + "/log.jsonl", *tiny],
+    "train-face": ["train", data, "--out", out + "/face.safetensors", "--preset", "face", *tiny],
     "compare": ["compare", img, other, "--model", model],
     "evaluate": ["evaluate", data, "--model", model, "--num-pairs", "20"],
     "info": ["info", model],
@@ -39,7 +40,7 @@ print(json.dumps(codes))
 """
 
 
-def test_commands_write_only_their_outputs_and_the_app_data_folder(tmp_path):
+def test_commands_write_only_their_outputs_and_the_app_folders(tmp_path):
     root = tmp_path
     home, tmp, cwd, out = root / "home", root / "tmp", root / "cwd", root / "out"
     for d in (home, tmp, cwd, out):
@@ -64,19 +65,19 @@ def test_commands_write_only_their_outputs_and_the_app_data_folder(tmp_path):
                           capture_output=True, text=True, env=env, cwd=cwd, timeout=240)
     assert proc.returncode == 0, proc.stderr
     codes = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert codes == {"train": 0, "compare": 0, "evaluate": 0, "info": 0, "gallery-add": 0, "gallery-identify": 0,
+    assert codes == {"train": 0, "train-face": 0, "compare": 0, "evaluate": 0, "info": 0, "gallery-add": 0, "gallery-identify": 0,
                      "bad-compare": 2, "bad-train": 2, "bad-model": 2}, (codes, proc.stderr)
 
     after = {name: tree(path) for name, path in watched.items()}
     for name in ("tmp", "cwd", "data", "inputs"):
         assert after[name] == before[name], (name, set(after[name]) ^ set(before[name]))
-    assert set(after["out"]) == {"model.safetensors", "log.jsonl"}
+    assert set(after["out"]) == {"model.safetensors", "face.safetensors", "log.jsonl"}
     app_data = os.path.join(".local", "share", "siamgui")
+    app_cache = os.path.join(".cache", "siamgui")  # the app's own cache (prepared face chips)
     new_in_home = set(after["home"]) - set(before["home"])
-    outside = {p for p in new_in_home if not (p == app_data or p.startswith(app_data + os.sep)
-                                              or app_data.startswith(p + os.sep))}
+    outside = {p for p in new_in_home
+               if not any(p == d or p.startswith(d + os.sep) or d.startswith(p + os.sep) for d in (app_data, app_cache))}
     assert outside == set(), outside
-    print("new in HOME:", sorted(new_in_home))
     assert any(p.startswith(app_data + os.sep) for p in new_in_home)  # the gallery went where it should
 
 
