@@ -189,6 +189,9 @@ def chip_transform(landmarks: np.ndarray, size: int = 150, padding: float = 0.25
 def _bilinear_truncate(img: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
     """dlib's interpolate_bilinear for uint8 RGB: double maths, truncation, 0 outside."""
     h, w = img.shape[:2]
+    if h < 2 or w < 2:  # a one-pixel-wide image: repeat its edge so every 2x2 neighbourhood exists
+        img = np.pad(img, ((0, max(0, 2 - h)), (0, max(0, 2 - w))) + ((0, 0),) * (img.ndim - 2), mode="edge")
+        h, w = img.shape[:2]
     c = img.shape[2] if img.ndim == 3 else 1
     x0 = np.floor(xs)
     y0 = np.floor(ys)
