@@ -281,3 +281,26 @@ def test_property_mutated_png_jpeg(base, edits, cut):
     if cut is not None:
         data = data[: int(cut * len(data))]
     _check_loader(bytes(data))
+
+
+def test_every_case_through_the_bundled_face_model(tmp_path, capsys):
+    """The app's default model (face detection, landmarks, dlib chips): valid images compare, bad ones exit 2."""
+    from siamgui.core.resources import has_bundled_model
+
+    if not has_bundled_model():
+        pytest.skip("no bundled face model in this checkout")
+    for case, (name, builder, _) in VALID.items():
+        (tmp_path / case).mkdir()
+        path = _make(tmp_path / case, name, builder)
+        code, out, err = run_main(capsys, "compare", path, path, "--json", "--device", "cpu")
+        assert code == 0, (case, err)
+        assert json.loads(out)["distance"] == pytest.approx(0.0, abs=1e-4), case
+        assert all(line.startswith("siamgui: note: ") for line in err.splitlines()), err
+    good = _make(tmp_path, "good.png", lambda: _encoded(_noise(), "PNG"))
+    for case, (name, builder, expect) in INVALID.items():
+        if builder is None:
+            continue
+        (tmp_path / case).mkdir()
+        path = _make(tmp_path / case, name, builder)
+        code, out, err = run_main(capsys, "compare", good, path, "--device", "cpu")
+        assert_one_line_error(code, err, expect)
