@@ -38,6 +38,12 @@ run: $(VENV)/.installed
 test: $(VENV)/.installed-test
 	QT_QPA_PLATFORM=offscreen $(BIN)/python -m pytest -q -p no:cacheprovider
 
+# Figures with baselines measured in the same run, not pass/fail: writes
+# bench/results/latest.json and prints a table (bench/README.md). The peer
+# (face_recognition, extra 'bench') is timed only where it is installed.
+bench: $(VENV)/.installed
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/run.py
+
 # dist/siamgui/ (about 4 GB, ignored by git); build/ keeps PyInstaller's cache.
 dist: $(VENV)/.installed-dist
 	@start=$$(date +%s); \
