@@ -3,13 +3,13 @@
 These are written the way a tutorial does it, on purpose, and are timed in the
 same process run as siamgui's own code:
 
-- :class:`TutorialVerifier`: PIL ``open`` per image, a torchvision ``Compose``
-  built per call, Haar face crop when the model's preset says so, one forward
-  pass per image under ``torch.no_grad``, ``F.pairwise_distance``. Nothing is
-  reused between calls except the loaded model and the cascade (as tutorials load
-  them once at the top of the script).
+- :class:`TutorialVerifier`: PIL ``open`` per image, the face crop the model's
+  preset asks for (the same function siamgui uses: Haar box or dlib 5-point
+  alignment), a torchvision ``Compose`` built per call, one forward pass per image
+  under ``torch.no_grad``, ``F.pairwise_distance``. Nothing is reused between
+  calls except the loaded model (as tutorials load it once at the top).
 - :func:`naive_train`: a ``Dataset`` that decodes both images of a pair from disk
-  (and crops the face) on every access, a ``DataLoader`` with no workers, no
+  (and crops the face per the preset) on every access, a ``DataLoader`` with no workers, no
   prefetch and no cache, two forward passes per batch, the contrastive loss.
 
 Run as a script, ``python bench/baselines.py compare MODEL A B`` is the cold-start
@@ -41,21 +41,17 @@ def _face_cascade():
     return _cascade
 
 
-def tutorial_face_crop(img: Image.Image, margin: float) -> Image.Image:
-    """Largest Haar face, squared and grown by ``margin``; the centre square when none is found."""
-    import cv2
+def preset_face_crop(img: Image.Image, spec) -> Image.Image:
+    """The face crop the model's preset asks for (Haar box, or dlib 5-point alignment).
 
-    grey = cv2.cvtColor(np.array(img), cv2.COLOR_RGB2GRAY)
-    faces = _face_cascade().detectMultiScale(grey, scaleFactor=1.1, minNeighbors=5, minSize=(30, 30))
-    w, h = img.size
-    if len(faces):
-        x, y, fw, fh = max(faces, key=lambda b: b[2] * b[3])
-        side = max(fw, fh) * (1 + 2 * margin)
-        cx, cy = x + fw / 2, y + fh / 2
-    else:
-        side = min(w, h)
-        cx, cy = w / 2, h / 2
-    return img.crop((int(cx - side / 2), int(cy - side / 2), int(cx + side / 2), int(cy + side / 2)))
+    The same function siamgui uses, called the plain way, so both sides do the same
+    work and give the same embedding (the runner checks the two distances agree).
+    """
+    from siamgui.core.face import get_aligner
+
+    cfg = spec.face or {}
+    crop, _ = get_aligner(cfg.get("align", "box"))(img, cfg, "largest", spec.image_size)
+    return crop
 
 
 class TutorialVerifier:
@@ -76,9 +72,11 @@ class TutorialVerifier:
         ])
 
     def embed_one(self, path: str) -> torch.Tensor:
-        img = Image.open(path).convert("RGB" if self.spec.channels == 3 else "L")
+        img = Image.open(path).convert("RGB")
         if self.spec.face is not None:
-            img = tutorial_face_crop(img, float(self.spec.face.get("margin", 0.15)))
+            img = preset_face_crop(img, self.spec)
+        if self.spec.channels == 1:
+            img = img.convert("L")
         x = self._transform()(img).unsqueeze(0)
         with torch.no_grad():
             return self.model.embed(x) if hasattr(self.model, "embed") else self.model(x)
@@ -125,9 +123,11 @@ class NaivePairDataset(torch.utils.data.Dataset):
         return len(self.pairs)
 
     def _load(self, i: int) -> torch.Tensor:
-        img = Image.open(self.paths[i]).convert("RGB" if self.spec.channels == 3 else "L")
+        img = Image.open(self.paths[i]).convert("RGB")
         if self.spec.face is not None:
-            img = tutorial_face_crop(img, float(self.spec.face.get("margin", 0.15)))
+            img = preset_face_crop(img, self.spec)
+        if self.spec.channels == 1:
+            img = img.convert("L")
         return self.transform(img)
 
     def __getitem__(self, k):

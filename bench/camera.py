@@ -1,7 +1,7 @@
 """Camera preview FPS: capture -> face detection -> display conversion, on a generated video.
 
-Ours: ``siamgui.capture.camera.open_source(video).read()``, ``siamgui.core.face.find_faces``
-and a ``QImage`` of the frame (what the preview shows). Baseline, same frames:
+Ours: what the preview worker does per frame: ``siamgui.capture.camera.open_source(video).read()``,
+``CameraWorker._faces`` (``siamgui.core.face.find_faces``) and ``array_to_qimage``. Baseline, same frames:
 ``cv2.VideoCapture.read``, the tutorial Haar call on the full grey frame
 (``minSize=(30, 30)``) and the same ``QImage`` conversion.
 """
@@ -21,43 +21,26 @@ def _to_qimage(rgb):
     return QImage(rgb.data, w, h, 3 * w, QImage.Format.Format_RGB888).copy()
 
 
-def _read_frame(source):
-    """A frame as an RGB uint8 array, or None at the end (accepts the usual return shapes)."""
-    import numpy as np
-
-    got = source.read()
-    if isinstance(got, tuple):
-        ok, frame = got[0], got[1]
-        if not ok:
-            return None
-    else:
-        frame = got
-    if frame is None:
-        return None
-    frame = getattr(frame, "rgb", frame)  # a Frame object with .rgb, or the array itself
-    return np.ascontiguousarray(frame)
-
-
 def _ours(video: str, n: int) -> float:
+    """The preview's own path: CameraSource.read (BGR), CameraWorker._faces, array_to_qimage."""
     from siamgui.capture.camera import open_source
-    from siamgui.core.face import find_faces
+    from siamgui.gui.camera_view import CameraWorker
+    from siamgui.gui.image_view import array_to_qimage
 
     source = open_source(video)
     try:
         frames = 0
         t0 = time.perf_counter()
         while frames < n:
-            rgb = _read_frame(source)
-            if rgb is None:
+            bgr = source.read()
+            if bgr is None:
                 break
-            find_faces(rgb)
-            _to_qimage(rgb)
+            CameraWorker._faces(bgr)
+            array_to_qimage(bgr, bgr=True)
             frames += 1
         return frames / (time.perf_counter() - t0)
     finally:
-        close = getattr(source, "close", None) or getattr(source, "release", None)
-        if close:
-            close()
+        source.release()
 
 
 def _baseline(video: str, n: int) -> float:
@@ -87,8 +70,9 @@ def measure_camera(video: str | None, rounds: int = 3, frames: int = 40) -> tupl
         out.update(summary(k, []))
     if video is None:
         return out, ["camera not measured: OpenCV could not write the MJPG test video."]
-    if importlib.util.find_spec("siamgui.capture") is None or importlib.util.find_spec("siamgui.capture.camera") is None:
-        return out, ["camera not measured: siamgui.capture.camera does not exist yet."]
+    for mod in ("siamgui.capture.camera", "siamgui.gui.camera_view", "siamgui.gui.image_view"):
+        if importlib.util.find_spec(mod) is None:
+            return out, [f"camera not measured: {mod} does not exist yet."]
     _ours(video, 3)
     _baseline(video, 3)
     fps, base, ratio = [], [], []

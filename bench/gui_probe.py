@@ -10,6 +10,12 @@ app's :class:`~siamgui.gui.state.AppState` reports the model loaded
 ``python bench/gui_probe.py bare T0`` does the same for an empty ``QMainWindow``:
 the floor that Python + Qt alone cost.
 
+``python bench/gui_probe.py gaps T0 DATA_DIR SECONDS`` shows the main window, records
+the gaps between the ticks of a 10 ms ``QTimer`` on the GUI thread, first idle
+(the baseline), then while the Train tab trains on DATA_DIR (face preset: the
+decode-once loading, then training steps; at least SECONDS and 3 steps), in
+windows of 2 s (idle: 1 s); prints the p99 and largest gap of each window.
+
 Hooks, not edits: ``QApplication.exec`` is wrapped to learn when the loop starts,
 and ``AppState.__init__`` to find the state object.
 """
@@ -95,8 +101,92 @@ def _install_state_hook():
     state_mod.AppState.__init__ = init
 
 
+def _gap_stats(stamps: list[float]) -> dict:
+    gaps = sorted((b - a) * 1000.0 for a, b in zip(stamps, stamps[1:]))
+    if not gaps:
+        return {}
+    k = (len(gaps) - 1) * 0.99
+    lo = int(k)
+    p99 = gaps[lo] + (gaps[min(lo + 1, len(gaps) - 1)] - gaps[lo]) * (k - lo)
+    return {"p99": p99, "max": gaps[-1], "ticks": len(gaps)}
+
+
+def gaps(data_dir: str, seconds: float) -> int:
+    from PySide6.QtCore import Qt, QTimer
+    from PySide6.QtWidgets import QApplication
+
+    app = QApplication(sys.argv[:1])
+    from siamgui.gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.resize(1240, 780)
+    window.show()
+    tab = window.train_tab
+    if tab is None:
+        print(json.dumps({"error": "the main window has no Train tab"}), flush=True)
+        return 0
+    stamps: list[float] = []
+    timer = QTimer()
+    timer.setTimerType(Qt.TimerType.PreciseTimer)
+    timer.setInterval(10)
+    timer.timeout.connect(lambda: stamps.append(time.perf_counter()))
+    out = {"idle": [], "training": [], "steps": 0}
+    phase = {"name": "idle", "start": 0.0, "window_start": 0}
+
+    def close_window(kind: str):
+        seg = stamps[phase["window_start"]:]
+        phase["window_start"] = len(stamps)
+        st = _gap_stats(seg)
+        if st:
+            out[kind].append(st)
+
+    def start_training():
+        close_window("idle")
+        phase["name"] = "training"
+        tab.settings_form.preset.setCurrentText("face")
+        tab.extra_config = {"pairs_per_epoch": 64 * 200, "val_pairs": 200}
+        tab.start_scripted(data_dir, 1)
+        phase["start"] = time.perf_counter()
+        tick_training()
+
+    def tick_training():
+        if phase["name"] != "training":
+            return
+        close_window("training")
+        thread = tab.train_thread
+        last = getattr(tab, "_last_step", None)
+        if last is not None:
+            out["steps"] = last.global_step
+        elapsed = time.perf_counter() - phase["start"]
+        if (elapsed >= seconds and out["steps"] >= 3) or elapsed >= seconds + 60:
+            phase["name"] = "stopping"
+            tab.stop()
+            QTimer.singleShot(50, wait_stopped)
+            return
+        if thread is None and time.perf_counter() - phase["start"] > 5 and not tab.scanning:
+            out["note"] = "training ended before the measuring time was over"
+        QTimer.singleShot(2000, tick_training)
+
+    def wait_stopped():
+        if tab.busy and time.perf_counter() - phase["start"] < seconds + 120:
+            QTimer.singleShot(50, wait_stopped)
+            return
+        timer.stop()
+        print(json.dumps(out), flush=True)
+        window.shutdown() if hasattr(window, "shutdown") else None
+        app.quit()
+
+    timer.start()
+    QTimer.singleShot(1000, lambda: close_window("idle"))
+    QTimer.singleShot(2000, start_training)
+    app.exec()
+    return 0
+
+
 def main() -> int:
     mode = sys.argv[1] if len(sys.argv) > 1 else "app"
+    if mode == "gaps":
+        return gaps(sys.argv[3], float(sys.argv[4]))
     if mode == "bare":
         from PySide6.QtWidgets import QApplication, QMainWindow
 

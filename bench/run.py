@@ -86,13 +86,16 @@ def main(argv: list[str] | None = None) -> int:
     q = args.quick
     t_run = time.perf_counter()
 
+    import siamgui  # noqa: F401 - first, so its process-wide settings apply here as in the app
+
     import torch
 
     from bench import common
 
     res: dict = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                  "host_cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-                 "device": "cpu", "quick": q}
+                 "device": "cpu", "quick": q, "load_avg_start": round(os.getloadavg()[0], 2),
+                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
     notes: list[str] = []
     for k in MAIN_KEYS:
         if k != "torch_threads":
@@ -100,6 +103,9 @@ def main(argv: list[str] | None = None) -> int:
     res["peer_speedup"] = None
 
     work = Path(tempfile.mkdtemp(prefix="siamgui-bench-"))
+    # children (CLI, app) must not read or write the user's settings, gallery or caches
+    for var in ("XDG_CONFIG_HOME", "XDG_DATA_HOME", "XDG_CACHE_HOME", "SIAMGUI_DATA_DIR"):
+        os.environ[var] = str(work / "home" / var.lower())
     model_path, model_label = common.model_for_bench(work)
     notes.append(f"model: {model_label}")
     images, images_label = common.compare_images(work)
@@ -160,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
     section("camera", cam)
 
     res["torch_threads_after"] = torch.get_num_threads()
+    res["load_avg_end"] = round(os.getloadavg()[0], 2)
     res["notes"] = notes
     res["total_s"] = round(time.perf_counter() - t_run, 1)
     out = Path(args.out)
