@@ -267,3 +267,13 @@ def test_lfw_pairs_file_malformed(content, tmp_path, tiny_model, capsys):
     pairs.write_bytes(content)
     code, _, err = run_main(capsys, "evaluate", "--lfw-pairs", pairs, "--root", tmp_path, "--model", tiny_model)
     assert_one_line_error(code, err)
+
+
+def test_evaluate_folder_with_an_image_failing_to_decode(tmp_path, tiny_model, capsys):
+    """Evaluation does not drop pairs silently (that would change its figures): it stops and names the file."""
+    root = make_shapes_dataset(tmp_path / "d", n_classes=3, per_class=3, size=32, seed=0)
+    broken = root / sorted(os.listdir(root))[0] / sorted(os.listdir(root / sorted(os.listdir(root))[0]))[0]
+    _truncate_bodies([broken])
+    code, _, err = run_main(capsys, "evaluate", root, "--model", tiny_model, "--num-pairs", "200")
+    assert_one_line_error(code, err, "damaged or truncated")
+    assert broken.name in err

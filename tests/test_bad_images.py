@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import resource
 import time
 
@@ -132,6 +133,7 @@ INVALID = {
     "missing-path": ("gone.png", None, "no such file"),
     "name-too-long": ("a" * 300 + ".png", None, "too long"),
     "empty-path": ("", None, "no image file"),
+    "file-over-256-mb": ("huge.png", None, "too large"),
 }
 
 
@@ -164,6 +166,9 @@ def test_invalid_image(case, tmp_path, tiny_model, capsys):
         path.mkdir()
     elif case == "empty-path":
         path = ""
+    elif case == "file-over-256-mb":  # a sparse file: refused by its size before it is read
+        path = _make(tmp_path, name, lambda: _encoded(_noise(), "PNG"))
+        os.truncate(path, 300 * 1024 * 1024)
     else:
         path = _make(tmp_path, name, builder)
     with pytest.raises(ImageError) as info:

@@ -135,6 +135,32 @@ save_model({str(path)!r}, m.network, dict(m.meta, threshold=0.5))
     assert all(n.startswith(".m.safetensors.") and n.endswith(".tmp") for n in leftovers), leftovers
 
 
+def test_two_saves_racing_to_one_path(tmp_path, tiny_model):
+    """Two saves of different models to the same file at once: the file is one of them, whole."""
+    import threading
+
+    m = load_model(tiny_model)
+    path = tmp_path / "m.safetensors"
+    metas = [dict(m.meta, threshold=t) for t in (0.25, 0.75)]
+    errors = []
+
+    def save(meta):
+        try:
+            for _ in range(5):
+                save_model(path, m.network, meta)
+        except BaseException as exc:  # noqa: BLE001 - reported below
+            errors.append(exc)
+
+    threads = [threading.Thread(target=save, args=(meta,)) for meta in metas]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    assert errors == []
+    assert load_model(path).threshold in (0.25, 0.75)
+    assert _listing(tmp_path) == ["m.safetensors"]
+
+
 # -- read-only and full destinations ----------------------------------------------------------------
 @pytest.mark.parametrize("case", ["read-only", "permission-denied", "disk-full"])
 def test_unwritable_destination_keeps_model_in_memory(case, tmp_path, tiny_model, monkeypatch):
