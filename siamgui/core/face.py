@@ -29,7 +29,8 @@ class FaceInfo:
     boxes: list[tuple[int, int, int, int]] = field(default_factory=list)
     #: The box actually used, or None when the whole image was used.
     used_box: tuple[int, int, int, int] | None = None
-    #: "face" when a detected face was used, "whole" otherwise.
+    #: "face" when a detected face was used, "centre" when landmarks were searched
+    #: in the middle of the image because none was detected, "whole" otherwise.
     mode: str = "whole"
     #: Optional landmarks (x, y) of the used face, in input-image coordinates.
     landmarks: list[tuple[float, float]] | None = None
@@ -39,6 +40,8 @@ class FaceInfo:
         return len(self.boxes)
 
     def message(self) -> str:
+        if self.count == 0 and self.mode == "centre":
+            return "No face detected; the face was aligned from the centre of the image."
         if self.count == 0:
             return "No face found; the whole image was compared."
         if self.count > 1 and self.mode == "face":
