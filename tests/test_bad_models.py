@@ -212,3 +212,57 @@ def test_failed_load_keeps_the_current_model(tmp_path, good_model, image, qtbot)
     from PySide6.QtCore import QCoreApplication, QEvent
 
     QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+
+
+def _meta_paths(obj, prefix=()):
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            yield prefix + (k,)
+            yield from _meta_paths(v, prefix + (k,))
+    elif isinstance(obj, list):
+        for i, v in enumerate(obj):
+            yield prefix + (i,)
+            yield from _meta_paths(v, prefix + (i,))
+
+
+_FUZZ_BASE = _meta()
+_FUZZ_BASE["preprocess"]["face"] = {"detector": "haar", "margin": 0.15, "align": "box"}
+
+
+def test_property_any_metadata_value_loads_or_is_refused(tmp_path_factory, image):
+    """Any one metadata field replaced by any JSON value: the model loads and compares, or ModelFileError at
+    load time; never another exception (which would reach the user as an internal error mid-comparison)."""
+    from hypothesis import HealthCheck, given, settings
+    from hypothesis import strategies as st
+
+    from siamgui.core.errors import SiamguiError
+    from siamgui.core.verifier import Verifier
+
+    values = st.recursive(st.none() | st.booleans() | st.integers(-10**12, 10**12) | st.floats() | st.text(max_size=8),
+                          lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=6), c, max_size=3),
+                          max_leaves=6)
+    folder = tmp_path_factory.mktemp("fuzz")
+    weights = _weights()
+    paths = list(_meta_paths(_FUZZ_BASE))
+
+    @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+    @given(st.sampled_from(paths), values)
+    def check(path, value):
+        meta = json.loads(json.dumps(_FUZZ_BASE))
+        node = meta
+        for key in path[:-1]:
+            node = node[key]
+        node[path[-1]] = value
+        model = folder / "m.safetensors"
+        _write(model, weights, meta)
+        try:
+            verifier = Verifier(str(model), device="cpu")
+        except ModelFileError as exc:
+            assert "\n" not in str(exc)
+            return
+        try:
+            verifier.compare(image, image)
+        except SiamguiError:
+            pass
+
+    check()

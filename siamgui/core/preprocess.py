@@ -60,6 +60,28 @@ class PreprocessSpec:
         return spec
 
     def validate(self) -> None:
+        # Types first: a model file's metadata is untrusted input, and a wrong type here
+        # would only fail later, in the middle of a comparison.
+        def number(v) -> bool:
+            return isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+
+        if not isinstance(self.image_size, int) or isinstance(self.image_size, bool):
+            raise ValueError("image_size must be a whole number")
+        for name in ("invert", "ink_crop", "hflip"):
+            if not isinstance(getattr(self, name), bool):
+                raise ValueError(f"{name} must be true or false")
+        for name in ("mean", "std"):
+            values = getattr(self, name)
+            if not isinstance(values, (list, tuple)) or not all(number(v) for v in values):
+                raise ValueError(f"{name} must be a list of numbers")
+        if self.face is not None:
+            if not isinstance(self.face, dict):
+                raise ValueError("face must be a mapping of face settings")
+            for key, value in self.face.items():
+                if key in ("margin", "padding", "refine") and not number(value):
+                    raise ValueError(f"face {key} must be a number")
+                if key in ("detector", "align", "landmarks") and not isinstance(value, str):
+                    raise ValueError(f"face {key} must be a name")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}")
         if not (8 <= int(self.image_size) <= 1024):
