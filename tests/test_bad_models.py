@@ -266,3 +266,37 @@ def test_property_any_metadata_value_loads_or_is_refused(tmp_path_factory, image
             pass
 
     check()
+
+
+@pytest.mark.parametrize("landmarks", ["../../etc/passwd", "/etc/passwd", "not-there.safetensors", "JSON", "GARBAGE",
+                                       "WRONG-KIND"])
+def test_face_model_naming_a_bad_landmark_file(landmarks, tmp_path, image, monkeypatch):
+    """The landmark file a face model names is looked up in the app's resources only; a missing, damaged or
+    wrong file is a ModelFileError when comparing, never another exception."""
+    from siamgui.core.resources import resources_dir
+    from siamgui.core.verifier import Verifier
+
+    res = tmp_path / "res"
+    (res / "models").mkdir(parents=True)
+    monkeypatch.setenv("SIAMGUI_RESOURCES", str(res))
+    assert resources_dir() == res
+    names = {"JSON": ("notes.json", b'{"a": 1}'), "GARBAGE": ("x.safetensors", b"\x00" * 64),
+             "WRONG-KIND": ("other.safetensors", None)}
+    if landmarks in names:
+        name, content = names[landmarks]
+        if content is None:
+            _write(res / "models" / name, _weights(), _meta())  # a valid safetensors file of another kind
+        else:
+            (res / "models" / name).write_bytes(content)
+        landmarks = name
+    meta = _meta(preprocess=dict(preset_spec("face", 32).to_dict(), face={
+        "detector": "haar", "align": "dlib5", "landmarks": landmarks, "padding": 0.25, "refine": 1, "margin": 0.15}))
+    path = tmp_path / "face.safetensors"
+    _write(path, _weights(), meta)
+    try:
+        verifier = Verifier(str(path), device="cpu")
+    except ModelFileError:
+        return
+    with pytest.raises(ModelFileError) as info:
+        verifier.compare(image, image)
+    assert "\n" not in str(info.value)

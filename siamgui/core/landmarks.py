@@ -90,8 +90,9 @@ class LandmarkPredictor:
                 meta = json.loads((f.metadata() or {}).get("siamgui", "{}"))
             tensors = load_file(str(path))
             sp = ShapePredictor.from_tensors(tensors)
-        except (KeyError, ValueError, OSError) as exc:
-            raise ModelFileError(f"The face landmark model {path.name} is damaged ({exc}).") from None
+        except Exception as exc:  # noqa: BLE001 - safetensors' own error type too: any failure means damaged
+            reason = str(exc).strip().splitlines()[0][:160] if str(exc).strip() else type(exc).__name__
+            raise ModelFileError(f"The face landmark model {path.name} is damaged ({reason}).") from None
         return cls(sp, meta)
 
     def predict(self, grey: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
