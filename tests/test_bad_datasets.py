@@ -260,8 +260,9 @@ def test_pairs_csv(case, tmp_path, tiny_model, capsys):
         assert_one_line_error(code, err, expect)
 
 
-@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage\xff", b"2\nGeorge 1 2\n", b"1 1\nA 1 x\nB 1 C 1\n"],
-                         ids=["empty", "binary", "too-short", "not-a-number"])
+@pytest.mark.parametrize("content", [b"", b"\x00\x01garbage\xff", b"2\nGeorge 1 2\n", b"1 1\nA 1 x\nB 1 C 1\n",
+                                     b"1 0\n", b"1 -3\n"],
+                         ids=["empty", "binary", "too-short", "not-a-number", "zero-pairs", "negative-count"])
 def test_lfw_pairs_file_malformed(content, tmp_path, tiny_model, capsys):
     pairs = tmp_path / "pairs.txt"
     pairs.write_bytes(content)

@@ -328,6 +328,8 @@ def read_lfw_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike
             n_folds, per_fold = int(head[0]), int(head[1])
         else:
             raise ValueError
+        if n_folds < 1 or per_fold < 1:  # 0 pairs made evaluate fail with an internal error
+            raise ValueError
     except ValueError:
         raise DatasetError(f"{pairs_file.name} does not look like an LFW pairs file.") from None
 
