@@ -117,6 +117,7 @@ def cmd_train(args) -> int:
         embedding_dim=args.embedding_dim, val_split=args.val_split, seed=args.seed, device=args.device,
         pairs_per_epoch=args.pairs_per_epoch, init=args.init, freeze_fraction=args.freeze,
         patience=args.patience, distance=args.distance,
+        time_budget_s=args.max_minutes * 60.0 if args.max_minutes else None,
     )
     try:
         log_fh = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
@@ -357,6 +358,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--freeze", type=_fraction, default=0.0,
                    help="fine-tuning: fraction of the encoder (input side) to keep frozen")
     t.add_argument("--patience", type=_positive_int, help="early stop after N epochs without EER gain")
+    t.add_argument("--max-minutes", type=_finite_float,
+                   help="wall-clock budget of the training loop; the learning rate schedule follows it")
     t.add_argument("--threshold-point", choices=("best-accuracy", "eer", "far"), default="best-accuracy")
     t.add_argument("--target-far", type=_fraction, default=0.01)
     t.add_argument("--log-json", help="write one JSON line per event to this file")

@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from siamgui.core import evaluation as ev
+from siamgui.core.chip_cache import ChipCache, cache_enabled
 from siamgui.core.datasets import FolderDataset, PairSampler, TripletSampler, fixed_pairs, scan_folder, split_by_class
 from siamgui.core.device import select_device
 from siamgui.core.distances import get_distance
@@ -87,6 +88,13 @@ class TrainConfig:
     #: Stop when validation EER has not improved for this many epochs (None = never).
     patience: int | None = None
     workers: int = 2
+    #: Keep prepared chips on disk (:mod:`siamgui.core.chip_cache`); None = only for face
+    #: preprocessing, where preparing an image (detection, landmarks) is the expensive part.
+    chip_cache: bool | None = None
+    #: Wall-clock budget of the training loop in seconds (None = none): the cosine learning
+    #: rate follows the larger of step and time progress, and training stops (after
+    #: validating) when the budget is spent.
+    time_budget_s: float | None = None
 
     def resolved(self) -> "TrainConfig":
         """A copy with every unset option taken from the preset (or fine-tuning) defaults."""
@@ -120,6 +128,8 @@ class TrainConfig:
             raise SiamguiError("The learning rate must be a positive number.")
         if not (c.margin > 0):
             raise SiamguiError("The margin must be positive.")
+        if c.time_budget_s is not None and not (c.time_budget_s > 0 and math.isfinite(c.time_budget_s)):
+            raise SiamguiError("The time budget must be a positive number of minutes.")
         if not (0.0 <= c.freeze_fraction < 1.0):
             raise SiamguiError("The frozen fraction must be in [0, 1).")
         get_distance(c.distance)
@@ -239,23 +249,41 @@ class TrainResult:
 
 
 def prepare_images(paths: list[str], preprocessor: Preprocessor, workers: int = 2, control: TrainControl | None = None,
-                   progress=None) -> tuple[torch.Tensor, dict[str, str]]:
-    """Decode and prepare every image once: (N, C, S, S) uint8 tensor, and {path: error} for failures."""
+                   progress=None, cache: ChipCache | None = None) -> tuple[torch.Tensor, dict[str, str]]:
+    """Decode and prepare every image once: (N, C, S, S) uint8 tensor, and {path: error} for failures.
+
+    With a :class:`ChipCache`, chips found on disk are read instead of prepared,
+    and newly prepared ones are stored.
+    """
     s = preprocessor.spec
     out = torch.zeros((len(paths), s.channels, s.image_size, s.image_size), dtype=torch.uint8)
     bad: dict[str, str] = {}
+    todo = list(enumerate(paths))
+    if cache is not None:
+        todo = []
+        for i, path in enumerate(paths):
+            arr = cache.get(path)
+            if arr is None:
+                todo.append((i, path))
+            else:
+                out[i] = torch.from_numpy(arr).permute(2, 0, 1)
+    n_cached = len(paths) - len(todo)
+    if progress is not None and n_cached:
+        progress(n_cached, len(paths))
 
     def work(i_path):
         i, path = i_path
         try:
             arr, _ = preprocessor.prepare(path)
             out[i] = torch.from_numpy(arr).permute(2, 0, 1)
+            if cache is not None:
+                cache.put(path, arr)
         except ImageError as exc:
             bad[path] = str(exc)
         return i
 
     with ThreadPoolExecutor(max(1, workers)) as pool:
-        for done, _ in enumerate(pool.map(work, enumerate(paths)), start=1):
+        for done, _ in enumerate(pool.map(work, todo), start=n_cached + 1):
             if control is not None and control.cancelled:
                 pool.shutdown(cancel_futures=True)
                 break
@@ -349,13 +377,16 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
                              "training classes and the metrics will be optimistic.")
     paths = train_ds.paths + (val_ds.paths if val_ds is not None else [])
     loading_total = len(paths)
+    use_cache = cfg.chip_cache if cfg.chip_cache is not None else spec.face is not None
+    chip_cache = ChipCache(spec) if (use_cache and cache_enabled()) else None
+    t_prepare = time.perf_counter()
     progress_box: list[tuple[int, int]] = []
     cache_holder: dict[str, Any] = {}
 
     def run_prepare():
         try:
             cache_holder["result"] = prepare_images(paths, preprocessor, cfg.workers, control,
-                                                    lambda d, t: progress_box.append((d, t)))
+                                                    lambda d, t: progress_box.append((d, t)), chip_cache)
         except BaseException as exc:  # noqa: BLE001 - re-raised in the generator's thread
             cache_holder["error"] = exc
 
@@ -374,6 +405,12 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
         return
     images, bad = cache_holder["result"]
     yield Loading(loading_total, loading_total)
+    timing = {"prepare_s": round(time.perf_counter() - t_prepare, 2), "data_s": 0.0, "compute_s": 0.0,
+              "validate_s": 0.0, "pairs": 0}
+    if chip_cache is not None:
+        timing.update(cache_hits=chip_cache.hits, cache_misses=len(paths) - chip_cache.hits)
+    yield Log("info", f"Prepared {len(paths)} images in {timing['prepare_s']:.1f} s"
+                      + (f" ({chip_cache.hits} from the chip cache)." if chip_cache is not None else "."))
     if bad:
         yield Log("warning", f"{len(bad)} image(s) failed to decode and are skipped, e.g. "
                              f"{os.path.basename(next(iter(bad)))}: {next(iter(bad.values()))}")
@@ -393,6 +430,9 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
 
     # -- training objects --------------------------------------------------------------
     network.to(device)
+    # Channels-last convolutions ran 1.4x faster forward+backward on the CPU (resnet, 64 px).
+    mem_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    network.to(memory_format=mem_format)
     rng = np.random.default_rng(cfg.seed)
     pairs = PairSampler(train_labels, rng)
     triplets = TripletSampler(train_labels, rng) if cfg.loss == "triplet" else None
@@ -421,7 +461,7 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
     def batch_input(idx: np.ndarray) -> torch.Tensor:
         x = train_images[torch.from_numpy(idx)]
         x = augment(x) if augment is not None else x.float()
-        return preprocessor.normalize(x.to(device, non_blocking=True))
+        return preprocessor.normalize(x.to(device, non_blocking=True)).contiguous(memory_format=mem_format)
 
     def validate() -> tuple[np.ndarray, float]:
         network.eval()
@@ -457,6 +497,8 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
     running = None
     stopped = False
     epochs_without_gain = 0
+    budget = float(cfg.time_budget_s) if cfg.time_budget_s else 0.0
+    out_of_time = False
     set_train_mode()
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -467,21 +509,31 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
                     stopped = True
                     break
                 t0 = time.perf_counter()
+                if triplets is None:
+                    ia, ib, dis = pairs.sample(b)
+                    xa, xb = batch_input(ia), batch_input(ib)
+                    n_pairs = b
+                else:
+                    idx = triplets.pk_batch(2 * b)
+                    x = batch_input(idx)
+                    n_pairs = len(idx) // 2
+                t1 = time.perf_counter()
                 with torch.autocast("cuda", torch.bfloat16, enabled=use_amp):
                     if triplets is None:
-                        ia, ib, dis = pairs.sample(b)
-                        ea, eb = network(batch_input(ia), batch_input(ib))
+                        ea, eb = network(xa, xb)
                         loss = contrastive(ea.float(), eb.float(), torch.from_numpy(dis).to(device))
-                        n_pairs = b
                     else:
-                        idx = triplets.pk_batch(2 * b)
-                        e = network.embed(batch_input(idx)).float()
+                        e = network.embed(x).float()
                         loss = triplet.batch_hard(e, torch.from_numpy(train_labels[idx]).to(device))
-                        n_pairs = len(idx) // 2
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
-                sched.step()
+                if budget:
+                    frac = min(1.0, max((global_step + 1) / total_steps, (time.perf_counter() - t_loop) / budget))
+                    for g in opt.param_groups:
+                        g["lr"] = cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac)))
+                else:
+                    sched.step()
                 value = float(loss.detach())
                 if not math.isfinite(value):
                     raise _Diverged("Training diverged (the loss became NaN or infinite); "
@@ -490,13 +542,21 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
                 running = value if running is None else 0.95 * running + 0.05 * value
                 global_step += 1
                 dt = time.perf_counter() - t0
+                timing["data_s"] += t1 - t0
+                timing["compute_s"] += dt - (t1 - t0)
+                timing["pairs"] += n_pairs
                 elapsed = time.perf_counter() - t_loop
                 eta = elapsed / global_step * (total_steps - global_step)
                 yield Step(epoch, cfg.epochs, step, steps_per_epoch, global_step, total_steps, value, running,
                            opt.param_groups[0]["lr"], n_pairs / max(dt, 1e-9), eta)
+                if budget and time.perf_counter() - t_loop >= budget:
+                    out_of_time = True
+                    break
             if stopped:
                 break
+            t_val = time.perf_counter()
             d, vloss = validate()
+            timing["validate_s"] += time.perf_counter() - t_val
             m = ev.evaluate(d, val_same, ev.best_threshold(d, val_same)[0])
             is_best = (m.eer, -m.auc) < (best["eer"], -best["auc"])
             if is_best:
@@ -513,6 +573,9 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
             if cfg.patience and epochs_without_gain >= cfg.patience:
                 yield Log("info", f"Early stop: validation EER has not improved for {cfg.patience} epochs.")
                 break
+            if out_of_time:
+                yield Log("info", f"Time budget of {budget / 60:.1f} min reached after {epoch} epoch(s).")
+                break
             if control.cancelled:
                 stopped = True
                 break
@@ -525,12 +588,18 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
             raise
         raise DeviceError(f"Out of memory at batch size {b}; try a smaller batch size or image size.") from None
 
+    loop_s = timing["data_s"] + timing["compute_s"]
+    if loop_s > 0:
+        timing["pairs_per_s"] = round(timing["pairs"] / loop_s, 1)
+        yield Log("info", f"Time: preparing images {timing['prepare_s']:.0f} s, batches (sampling + augmentation) "
+                          f"{timing['data_s']:.0f} s, forward/backward {timing['compute_s']:.0f} s, validation "
+                          f"{timing['validate_s']:.0f} s; {timing['pairs_per_s']:.0f} pairs/s.")
     if best["state"] is None:
         yield Finished(None, cancelled=True, reason="Stopped before the first epoch finished; nothing to keep.")
         return
 
     network.encoder.load_state_dict(best["state"])
-    network.to("cpu").eval()
+    network.to("cpu", memory_format=torch.contiguous_format).eval()
     for p in network.parameters():
         p.requires_grad_(True)
     d = best["d"]
@@ -547,6 +616,7 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
         "init": init_label,
         "epochs_run": len(history), "best_epoch": best["epoch"], "stopped_early": stopped,
         "duration_s": round(time.perf_counter() - t_start, 1), "device": device.type,
+        "timing": {k: round(v, 2) if isinstance(v, float) else v for k, v in timing.items()},
         "history": history,
     }
     meta = make_meta(architecture=arch, preprocess=spec, distance=distance_name, threshold=threshold,
