@@ -228,6 +228,8 @@ def cmd_evaluate(args) -> int:
         raise UsageError("give exactly one of DATA_DIR, --pairs or --lfw-pairs")
     if args.lfw_pairs and not args.root:
         raise UsageError("--lfw-pairs needs --root IMAGES_DIR")
+    if args.num_pairs > 1_000_000:  # drawing 10^9 pairs would run for hours and fill the memory
+        raise UsageError(f"--num-pairs must be at most 1000000, got {args.num_pairs}")
     folds = None
     if args.pairs:
         pairs = read_pairs_csv(args.pairs)

@@ -278,3 +278,13 @@ def test_evaluate_folder_with_an_image_failing_to_decode(tmp_path, tiny_model, c
     code, _, err = run_main(capsys, "evaluate", root, "--model", tiny_model, "--num-pairs", "200")
     assert_one_line_error(code, err, "damaged or truncated")
     assert broken.name in err
+
+
+def test_evaluate_num_pairs_absurd(tmp_path, shapes_dir, tiny_model, capsys):
+    """--num-pairs 10^9 would sample for hours: refused at once."""
+    import time
+
+    t0 = time.perf_counter()
+    code, _, err = run_main(capsys, "evaluate", shapes_dir, "--model", tiny_model, "--num-pairs", "1000000000")
+    assert_one_line_error(code, err, "at most")
+    assert time.perf_counter() - t0 < 5
