@@ -213,8 +213,9 @@ def test_too_many_images_failing_mid_training_is_a_clear_error(tmp_path, capsys)
     assert not any(isinstance(ev, Step) for ev in seen) and "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize("option", [("--image-size", "5000"), ("--embedding-dim", "1000000000")],
-                         ids=["image-size-5000", "embedding-dim-1e9"])
+@pytest.mark.parametrize("option", [("--image-size", "5000"), ("--embedding-dim", "1000000000"),
+                                    ("--batch-size", "1000000000")],
+                         ids=["image-size-5000", "embedding-dim-1e9", "batch-size-1e9"])
 def test_training_options_out_of_range(option, tmp_path, shapes_dir, capsys):
     """Refused at once with the limit, not an internal error or a 4 TB allocation."""
     out = tmp_path / "m.safetensors"

@@ -119,7 +119,7 @@ class TrainConfig:
         for key, lo in (("epochs", 1), ("batch_size", 2), ("image_size", 8), ("embedding_dim", 2)):
             if int(getattr(c, key)) < lo:
                 raise SiamguiError(f"{key.replace('_', ' ')} must be at least {lo}.")
-        for key, hi in (("image_size", 1024), ("embedding_dim", 8192)):  # the preprocessing's limit; memory
+        for key, hi in (("image_size", 1024), ("embedding_dim", 8192), ("batch_size", 65536)):  # preprocessing; memory
             if int(getattr(c, key)) > hi:
                 raise SiamguiError(f"{key.replace('_', ' ')} must be at most {hi}.")
         if not (0.0 <= c.val_split < 1.0):
