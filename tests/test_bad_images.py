@@ -309,3 +309,33 @@ def test_every_case_through_the_bundled_face_model(tmp_path, capsys):
         path = _make(tmp_path / case, name, builder)
         code, out, err = run_main(capsys, "compare", good, path, "--device", "cpu")
         assert_one_line_error(code, err, expect)
+
+
+def test_postscript_named_jpg_never_runs_ghostscript(tmp_path, monkeypatch):
+    """Pillow opens EPS by running Ghostscript; the loader never lets it (EPS is not an allowed format)."""
+    import subprocess
+
+    from siamgui.core.datasets import scan_folder
+
+    calls = []
+    real_popen = subprocess.Popen
+
+    def recording_popen(*a, **k):
+        calls.append(a)
+        return real_popen(*a, **k)
+
+    monkeypatch.setattr(subprocess, "Popen", recording_popen)
+    eps = (b"%!PS-Adobe-3.0 EPSF-3.0\n%%BoundingBox: 0 0 10 10\n%%EndComments\n"
+           b"newpath 0 0 moveto 10 10 lineto stroke\nshowpage\n%%EOF\n")
+    from PIL import Image as PILImage
+
+    PILImage.init()
+    assert "EPS" in PILImage.OPEN  # Pillow itself would try it...
+    for name in ("photo.jpg", "photo.eps"):
+        (tmp_path / "c" / "x").mkdir(parents=True, exist_ok=True)
+        path = tmp_path / "c" / "x" / name
+        path.write_bytes(eps)
+        with pytest.raises(ImageError, match="not an image file or its format is not supported"):
+            load_image(path)
+    assert [p for p, _ in scan_folder(tmp_path).skipped] == [str(tmp_path / "c" / "x" / "photo.jpg")]
+    assert calls == []  # ... but nothing was started
