@@ -339,3 +339,26 @@ def test_postscript_named_jpg_never_runs_ghostscript(tmp_path, monkeypatch):
             load_image(path)
     assert [p for p, _ in scan_folder(tmp_path).skipped] == [str(tmp_path / "c" / "x" / "photo.jpg")]
     assert calls == []  # ... but nothing was started
+
+
+def test_bad_images_in_the_gallery(tmp_path, tiny_model, capsys):
+    """`siamgui gallery add/identify`: every refused case exits 2 with its reason; --skip-bad skips and says so."""
+    good = _make(tmp_path, "good.png", lambda: _encoded(_noise(), "PNG"))
+    code, _, err = run_main(capsys, "gallery", "add", "alice", good, "--model", tiny_model)
+    assert code == 0, err
+    for case in ("text-named-jpg", "truncated-jpeg", "decompression-bomb", "zero-byte"):
+        name, builder, expect = INVALID[case]
+        (tmp_path / case).mkdir()
+        bad = _make(tmp_path / case, name, builder)
+        code, out, err = run_main(capsys, "gallery", "add", "bob", good, bad, "--model", tiny_model)
+        assert_one_line_error(code, err, expect)
+        code, out, err = run_main(capsys, "gallery", "identify", bad, "--model", tiny_model)
+        assert_one_line_error(code, err, expect)
+    code, out, _ = run_main(capsys, "gallery", "list")
+    assert code == 0 and "alice" in out and "bob" not in out  # the refused adds left nothing half-done
+    code, out, err = run_main(capsys, "gallery", "add", "bob", good, tmp_path / "text-named-jpg" / "notes.jpg",
+                              "--model", tiny_model, "--skip-bad")
+    assert code == 0 and "added 1 example" in out
+    assert err.strip().startswith("siamgui: note: skipped notes.jpg")
+    code, out, _ = run_main(capsys, "gallery", "list")
+    assert code == 0 and "bob" in out
