@@ -268,13 +268,13 @@ _BASES = [_encoded(_noise(24, 16), "PNG"), _encoded(_noise(24, 16), "JPEG", qual
           _encoded(Image.new("LA", (12, 9), (90, 128)), "PNG"), _png16()]
 
 
-@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(st.binary(min_size=0, max_size=3000))
 def test_property_random_bytes(data):
     _check_loader(data)
 
 
-@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@settings(max_examples=400, deadline=None, suppress_health_check=[HealthCheck.too_slow], database=None)
 @given(base=st.sampled_from(range(len(_BASES))),
        edits=st.lists(st.tuples(st.floats(0, 1, exclude_max=True), st.integers(0, 255)), min_size=1, max_size=8),
        cut=st.one_of(st.none(), st.floats(0, 1)))
