@@ -157,7 +157,7 @@ def naive_train(network: torch.nn.Module, dataset: NaivePairDataset, batch_size:
         opt.zero_grad()
         loss.backward()
         opt.step()
-        if not math.isfinite(float(loss)):
+        if not math.isfinite(float(loss.detach())):
             raise RuntimeError("naive baseline diverged")
         done += 1
         last = time.perf_counter()

@@ -48,32 +48,39 @@ def nulls(*keys: str) -> dict:
 # -- processes -------------------------------------------------------------------------
 def run_child(argv: list[str], timeout: float = 300.0, env: dict | None = None
               ) -> tuple[int, float, float, str, str]:
-    """Run ``argv``; return (exit code, wall seconds, peak RSS in MB of that child, stdout, stderr).
+    """Run ``argv``; return (exit code, wall seconds, peak RSS in MB of that command, stdout, stderr).
 
-    The child is reaped with ``os.wait4``, which gives that one child's peak RSS
-    (``RUSAGE_CHILDREN`` would report the largest of all children so far).
+    The command is started by ``bench/launch.py``, a small process that times it and
+    reaps it with ``os.wait4``: started straight from this runner, the child's peak
+    RSS would include the runner's own (see launch.py).
     """
+    import json
     import tempfile
-    import threading
 
     full_env = dict(os.environ)
     full_env.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     if env:
         full_env.update(env)
-    with tempfile.TemporaryFile("w+") as fo, tempfile.TemporaryFile("w+") as fe:
-        t0 = time.perf_counter()
-        proc = subprocess.Popen(argv, stdout=fo, stderr=fe, env=full_env, text=True)
-        killer = threading.Timer(timeout, proc.kill)
-        killer.start()
+    with tempfile.TemporaryDirectory() as tmp:
+        report = os.path.join(tmp, "report.json")
+        launcher = [sys.executable, str(REPO / "bench" / "launch.py"), report]
         try:
-            _, status, rusage = os.wait4(proc.pid, 0)
-        finally:
-            killer.cancel()
-        wall = time.perf_counter() - t0
-        proc.returncode = os.waitstatus_to_exitcode(status)
-        fo.seek(0)
-        fe.seek(0)
-        return proc.returncode, wall, rusage.ru_maxrss / 1024.0, fo.read(), fe.read()
+            proc = subprocess.run(launcher + list(argv), capture_output=True, text=True, env=full_env,
+                                  timeout=timeout)
+        except subprocess.TimeoutExpired as exc:
+            return -9, float(timeout), 0.0, _text(exc.stdout), _text(exc.stderr) + "\n(timed out)"
+        try:
+            with open(report) as fh:
+                r = json.load(fh)
+        except (OSError, ValueError):
+            return proc.returncode or -1, 0.0, 0.0, proc.stdout, proc.stderr + "\n(no launcher report)"
+        return r["rc"], r["wall_s"], r["maxrss_kb"] / 1024.0, proc.stdout, proc.stderr
+
+
+def _text(b) -> str:
+    if b is None:
+        return ""
+    return b.decode(errors="replace") if isinstance(b, bytes) else b
 
 
 def python() -> str:

@@ -147,7 +147,7 @@ def main(argv: list[str] | None = None) -> int:
         res["peer_speedup"] = round(res["peer_face_ms"] / res["face_ms_p50"], 2)
         res["peer_speedup_min"] = round(res["peer_face_ms_min"] / res["face_ms_p50_max"], 2)
         res["peer_speedup_max"] = round(res["peer_face_ms_max"] / res["face_ms_p50_min"], 2)
-    section("cli", lambda: startup.measure_cli(model_path, images[0], images[1], rounds=2 if q else 4))
+    section("cli", lambda: startup.measure_cli(model_path, images[0], images[1], rounds=2 if q else 3))
     section("train", lambda: training.measure_training(data_dir, rounds=2 if q else 3, steps=3 if q else 5))
     section("train_rss", lambda: startup.measure_train_rss(data_dir, work, rounds=1 if q else 2))
     section("gui", lambda: startup.measure_gui(model_path, rounds=2 if q else 3))
