@@ -95,7 +95,8 @@ def run_gui(args) -> int:
     from siamgui.gui.dialogs import ExceptionBridge
     from siamgui.gui.main_window import MainWindow
 
-    window = MainWindow(camera_source=camera)
+    # Interactive runs show the window before the torch-heavy tabs exist (built a moment later).
+    window = MainWindow(camera_source=camera, defer_tabs=not scripted)
     done = {"code": None}
 
     def finish(code: int, reason: str = "") -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 from pathlib import Path
 
@@ -39,6 +40,17 @@ def optional_tab_classes() -> list[tuple[str, type]]:
     return found
 
 
+#: What the optional tabs' modules import that is slow (torch, via the engine); imported
+#: in a worker thread first when the tabs are deferred, so the window shows at once.
+_TAB_DEPENDENCIES = ("siamgui.core.training", "siamgui.core.models", "siamgui.core.device",
+                     "siamgui.core.preprocess")
+
+
+def _import_tab_dependencies() -> None:
+    for name in _TAB_DEPENDENCIES:
+        importlib.import_module(name)
+
+
 def _probe_devices() -> dict[str, bool]:
     from siamgui.core.device import available_devices
 
@@ -50,7 +62,8 @@ class MainWindow(QMainWindow):
 
     closed = Signal()
 
-    def __init__(self, state: AppState | None = None, *, camera_source=None, tab_classes=None, parent=None):
+    def __init__(self, state: AppState | None = None, *, camera_source=None, tab_classes=None,
+                 defer_tabs: bool = False, parent=None):
         super().__init__(parent)
         self.setWindowTitle("siamgui")
         settings = gsettings.app_settings()
@@ -66,15 +79,19 @@ class MainWindow(QMainWindow):
         self.compare_tab = CompareTab(self.state, self, camera_source=camera_source)
         self.tabs.addTab(self.compare_tab, "Compare")
         self.train_tab = self.gallery_tab = None
-        for title, cls in (optional_tab_classes() if tab_classes is None else tab_classes):
-            tab = cls(self.state, self)
-            self.tabs.addTab(tab, title)
-            if title == "Train":
-                self.train_tab = tab
-                if hasattr(tab, "compare_requested"):  # "Use in Compare" shows the Compare tab
-                    tab.compare_requested.connect(lambda: self.tabs.setCurrentWidget(self.compare_tab))
-            elif title == "Gallery":
-                self.gallery_tab = tab
+        self._placeholders: dict[str, QLabel] = {}
+        if defer_tabs and tab_classes is None:
+            # The optional tabs import torch (1.5-4 s): show placeholders now and build
+            # the tabs once a worker thread has done those imports (_build_deferred_tabs).
+            for title, module, _cls in OPTIONAL_TABS:
+                if importlib.util.find_spec(module) is not None:
+                    ph = QLabel("Loading…")
+                    ph.setAlignment(Qt.AlignmentFlag.AlignCenter)
+                    self._placeholders[title] = ph
+                    self.tabs.setTabEnabled(self.tabs.addTab(ph, title), False)
+        else:
+            for title, cls in (optional_tab_classes() if tab_classes is None else tab_classes):
+                self._add_tab(title, cls)
         self.setCentralWidget(self.tabs)
 
         self.model_label = QLabel("No model")
@@ -90,6 +107,36 @@ class MainWindow(QMainWindow):
         self.state.model_failed.connect(self._on_model_failed)
         self._update_device_label()
         self._probe_devices()
+        if self._placeholders:
+            w = FunctionWorker(_import_tab_dependencies, parent=self)
+            w.finished.connect(self._build_deferred_tabs)
+            w.finished.connect(lambda w=w: self._forget_worker(w))
+            self._workers.append(w)
+            w.start()
+
+    def _add_tab(self, title: str, cls, index: int = -1):
+        tab = cls(self.state, self)
+        self.tabs.insertTab(index, tab, title)
+        if title == "Train":
+            self.train_tab = tab
+            if hasattr(tab, "compare_requested"):  # "Use in Compare" shows the Compare tab
+                tab.compare_requested.connect(lambda: self.tabs.setCurrentWidget(self.compare_tab))
+        elif title == "Gallery":
+            self.gallery_tab = tab
+        return tab
+
+    def _build_deferred_tabs(self) -> None:
+        """Replace the placeholder tabs by the real ones (GUI thread; torch is imported by now)."""
+        if self._shut_down or not self._placeholders:
+            return
+        for title, cls in optional_tab_classes():
+            ph = self._placeholders.pop(title, None)
+            if ph is None:
+                continue
+            index = self.tabs.indexOf(ph)
+            self.tabs.removeTab(index)
+            ph.deleteLater()
+            self._add_tab(title, cls, index)
 
     # -- menus -----------------------------------------------------------------------------
     def _build_menus(self) -> None:
