@@ -429,10 +429,23 @@ def _keep_torch_cache_in_app_folder() -> None:
         os.environ["TORCHINDUCTOR_CACHE_DIR"] = os.path.join(base, "torch")
 
 
+def _tolerant_stdout() -> None:
+    """File names that are not valid UTF-8 (POSIX allows them) reach us as surrogates; a strict stdout
+    (the usual en_US.UTF-8 desktop) would fail on printing one *after* the work was done. stdout writes
+    them back as the original bytes, stderr escapes them (as Python's own stderr does)."""
+    for stream, errors in ((sys.stdout, "surrogateescape"), (sys.stderr, "backslashreplace")):
+        if getattr(stream, "errors", None) == "strict" and hasattr(stream, "reconfigure"):
+            try:
+                stream.reconfigure(errors=errors)
+            except (ValueError, OSError):  # a stream that cannot change: leave it
+                pass
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
     _keep_torch_cache_in_app_folder()
+    _tolerant_stdout()
     try:
         parser = build_parser()
         args = parser.parse_args(argv)

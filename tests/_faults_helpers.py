@@ -24,7 +24,7 @@ def run_cli(*argv, timeout: float = 120, env: dict | None = None, cwd=None) -> s
     full_env = dict(os.environ, PYTHONUNBUFFERED="1")
     full_env.update(env or {})
     return subprocess.run([sys.executable, "-m", "siamgui", *map(os.fspath, argv)], capture_output=True,
-                          text=True, timeout=timeout, env=full_env, cwd=cwd)
+                          text=True, errors="surrogateescape", timeout=timeout, env=full_env, cwd=cwd)
 
 
 def assert_one_line_error(code: int, err: str, expect: str | None = None) -> str:

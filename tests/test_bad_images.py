@@ -362,3 +362,33 @@ def test_bad_images_in_the_gallery(tmp_path, tiny_model, capsys):
     assert err.strip().startswith("siamgui: note: skipped notes.jpg")
     code, out, _ = run_main(capsys, "gallery", "list")
     assert code == 0 and "bob" in out
+
+
+def test_file_names_that_are_not_utf8(tmp_path, tiny_model, capsys):
+    """POSIX names may be any bytes: images and class folders with such names work; a model file with one is
+    refused with a message (safetensors opens UTF-8 paths only); printing such a name never fails."""
+    import sys
+
+    from siamgui.core.synthetic import make_shapes_dataset
+
+    if sys.platform == "win32":
+        pytest.skip("Windows names are Unicode")
+    img = os.fsdecode(os.fsencode(str(tmp_path)) + b"/caf\xe9-\xff.png")
+    with open(img, "wb") as fh:
+        fh.write(_encoded(_noise(), "PNG"))
+    code, out, err = run_main(capsys, "compare", img, img, "--model", tiny_model, "--json")
+    assert code == 0, err
+    odd_model = os.fsdecode(os.fsencode(str(tmp_path)) + b"/m\xff.safetensors")
+    with open(odd_model, "wb") as fh:
+        fh.write(tiny_model.read_bytes())
+    code, _, err = run_main(capsys, "compare", img, img, "--model", odd_model)
+    assert_one_line_error(code, err)
+    # a real process with a strict stdout (as on an en_US.UTF-8 desktop) printing such a name after training
+    data = make_shapes_dataset(tmp_path / "data", n_classes=4, per_class=4, size=24, seed=0)
+    os.rename(data / "circle", os.fsdecode(os.fsencode(str(data)) + b"/\xe9circle"))
+    out_path = os.fsdecode(os.fsencode(str(tmp_path)) + b"/model-\xff.safetensors")
+    proc = run_cli("train", data, "--out", out_path, "--arch", "compact-cnn", "--image-size", "16", "--epochs", "1",
+                   "--pairs-per-epoch", "32", "--batch-size", "16", "--val-split", "0", "--device", "cpu",
+                   env={"PYTHONIOENCODING": "utf-8:strict"})
+    assert proc.returncode == 0, proc.stderr
+    assert os.path.isfile(out_path) and "Traceback" not in proc.stderr
