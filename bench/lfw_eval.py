@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 import time
 from pathlib import Path
@@ -26,13 +27,16 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--pairs", required=True, help="LFW pairs file (pairsDevTrain.txt, pairsDevTest.txt, pairs.txt)")
+    ap.add_argument("--pairs", required=True, nargs="+",
+                    help="LFW pairs files (pairsDevTrain.txt, pairsDevTest.txt, pairs.txt); the distinct images "
+                         "of all of them are prepared and embedded once, and each file is scored on its own")
     ap.add_argument("--root", required=True, help="LFW image folder")
     ap.add_argument("--model", help="model file (default: the bundled model)")
     ap.add_argument("--threads", type=int, default=2, help="torch threads (default 2)")
     ap.add_argument("--flip", action="store_true", help="also average with the mirrored chip's embedding")
-    ap.add_argument("--limit", type=int, help="only the first N distinct images' pairs (quick checks)")
     ap.add_argument("--json", help="write the figures to this JSON file")
+    ap.add_argument("--save", help="write per-image embeddings (plain and mirrored), landmarks and modes to "
+                                   "this .npz, for offline analysis")
     args = ap.parse_args(argv)
 
     import torch
@@ -43,57 +47,75 @@ def main(argv=None) -> int:
     from siamgui.core.verifier import Verifier
 
     torch.set_num_threads(args.threads)
-    pairs, folds = read_lfw_pairs(args.pairs, args.root)
+    protocols = {Path(f).name: read_lfw_pairs(f, args.root) for f in args.pairs}
     verifier = Verifier(args.model or bundled_model_path(), device="cpu")
-    images = sorted({p for a, b, _ in pairs for p in (a, b)})
+    images = sorted({p for pairs, _ in protocols.values() for a, b, _ in pairs for p in (a, b)})
     index = {p: i for i, p in enumerate(images)}
     n = len(images)
     t_prep = 0.0
+    cpu0 = time.process_time()
     misses, multi = [], 0
-    arrays = []
+    arrays, modes, marks = [], [], []
     t0 = time.perf_counter()
     for k, path in enumerate(images):
         t = time.perf_counter()
         arr, info = verifier.prepare(path)
         t_prep += time.perf_counter() - t
         arrays.append(arr)
+        modes.append(info.mode if info is not None else "")
+        marks.append(np.asarray(info.landmarks if info is not None and info.landmarks else np.zeros((5, 2))))
         if info is not None and info.count == 0:
             misses.append(Path(path).name)
         elif info is not None and info.count > 1:
             multi += 1
         if sys.stderr.isatty() and (k % 50 == 0 or k == n - 1):
             print(f"\rpreparing {k + 1}/{n}", end="" if k < n - 1 else "\n", file=sys.stderr)
-    t = time.perf_counter()
+    cpu_prep = time.process_time() - cpu0
+    t, c = time.perf_counter(), time.process_time()
     emb = verifier.embed_prepared(arrays, batch_size=32)
+    t_embed, cpu_embed = time.perf_counter() - t, time.process_time() - c
+    emb_flip = None
+    if args.flip or args.save:
+        emb_flip = verifier.embed_prepared([a[:, ::-1].copy() for a in arrays], batch_size=32)
+    if args.save:
+        np.savez_compressed(args.save, images=np.array(images), emb=emb.numpy(), emb_flip=emb_flip.numpy(),
+                            modes=np.array(modes), landmarks=np.array(marks, np.float32))
     if args.flip:
-        emb = (emb + verifier.embed_prepared([a[:, ::-1].copy() for a in arrays], batch_size=32)) / 2
-    t_embed = time.perf_counter() - t
+        emb = (emb + emb_flip) / 2
     # batch-1 latency of the network alone (what a single compare pays per face)
     one = [arrays[0]]
     verifier.embed_prepared(one)
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     for _ in range(20):
         verifier.embed_prepared(one)
-    t_single = (time.perf_counter() - t) / 20
-    ia = np.array([index[a] for a, _, _ in pairs])
-    ib = np.array([index[b] for _, b, _ in pairs])
-    d = verifier.distances(emb[ia], emb[ib])
-    same = np.array([s for _, _, s in pairs], bool)
-    m = ev.evaluate(d, same, verifier.threshold)
-    out = {"pairs_file": Path(args.pairs).name, "pairs": m.pairs, "images": n, "auc": m.auc, "eer": m.eer,
-           "threshold": m.threshold, "accuracy_at_threshold": m.accuracy, "best_threshold": m.best_threshold,
-           "best_accuracy": m.best_accuracy, "detector_misses": len(misses), "several_faces": multi,
-           "flip": bool(args.flip), "threads": args.threads,
-           "ms_per_face_detect_align": 1000 * t_prep / n, "ms_per_face_embed_batched": 1000 * t_embed / n,
-           "ms_per_face_embed_batch1": 1000 * t_single, "total_s": time.perf_counter() - t0,
-           "missed_images": misses[:50]}
-    if folds is not None:
-        out["tenfold_mean"], out["tenfold_std"] = ev.tenfold_accuracy(d, same, folds)
-    for k, v in out.items():
-        if k != "missed_images":
+    t_single, cpu_single = (time.perf_counter() - t) / 20, (time.process_time() - c) / 20
+    common = {"images": n, "detector_misses": len(misses), "several_faces": multi, "flip": bool(args.flip),
+              "threads": args.threads, "ms_per_face_detect_align": 1000 * t_prep / n,
+              "ms_per_face_embed_batched": 1000 * t_embed / n, "ms_per_face_embed_batch1": 1000 * t_single,
+              "cpu_ms_per_face_detect_align": 1000 * cpu_prep / n, "cpu_ms_per_face_embed_batched": 1000 * cpu_embed / n,
+              "cpu_ms_per_face_embed_batch1": 1000 * cpu_single, "load_average": os.getloadavg()[0],
+              "total_s": time.perf_counter() - t0, "threshold": verifier.threshold}
+    for k, v in common.items():
+        print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")
+    results = {"common": common, "missed_images": misses}
+    for name, (pairs, folds) in protocols.items():
+        ia = np.array([index[a] for a, _, _ in pairs])
+        ib = np.array([index[b] for _, b, _ in pairs])
+        d = verifier.distances(emb[ia], emb[ib])
+        same = np.array([s for _, _, s in pairs], bool)
+        m = ev.evaluate(d, same, verifier.threshold)
+        out = {"pairs": m.pairs, "auc": m.auc, "eer": m.eer, "accuracy_at_threshold": m.accuracy,
+               "best_threshold": m.best_threshold, "best_accuracy": m.best_accuracy}
+        pair_imgs = {p for a, b, _ in pairs for p in (a, b)}
+        out["detector_misses"] = sum(1 for p in pair_imgs if Path(p).name in set(misses))
+        if folds is not None:
+            out["tenfold_mean"], out["tenfold_std"] = ev.tenfold_accuracy(d, same, folds)
+        results[name] = out
+        print(f"-- {name}")
+        for k, v in out.items():
             print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")
     if args.json:
-        Path(args.json).write_text(json.dumps(out, indent=2))
+        Path(args.json).write_text(json.dumps(results, indent=2))
     return 0
 
 

@@ -315,3 +315,45 @@ def test_bundled_model_metadata_and_checksums():
 
     with safe_open(str(sp), framework="np") as f:
         assert json.loads(f.metadata()["siamgui"])["sha256"] == SP5_SHA256
+
+
+# -- alignment ---------------------------------------------------------------------------------------
+def test_choose_face_prefers_confident_boxes():
+    from siamgui.core.alignment import choose_face
+
+    assert choose_face([((0, 0, 150, 150), 21), ((60, 60, 110, 110), 44)]) == 1  # a large weak false positive
+    assert choose_face([((0, 0, 150, 150), 30), ((60, 60, 110, 110), 44)]) == 0
+    assert choose_face([((0, 0, 50, 50), 9)]) == 0
+
+
+def test_aligner_without_a_face_uses_the_centre():
+    from PIL import Image
+
+    from siamgui.core.face import get_aligner
+
+    aligner = get_aligner("dlib5")
+    chip, info = aligner(Image.new("RGB", (300, 200), (90, 90, 90)), {}, "largest", 150)
+    assert chip.size == (150, 150) and info.mode == "centre" and info.count == 0
+    assert len(info.landmarks) == 5 and "centre" in info.message()
+    chip, info = aligner(Image.new("RGB", (300, 200), (90, 90, 90)), {}, "whole", 150)
+    assert chip.size == (150, 150) and info.mode == "whole" and info.landmarks is None
+
+
+LFW = __import__("pathlib").Path(__file__).resolve().parent.parent.parent / "shared" / "data" / "lfw" / "lfw"
+
+
+@pytest.mark.lfw
+def test_bundled_model_compares_lfw_faces(capsys):
+    from siamgui.cli import main
+    from siamgui.core.resources import has_bundled_model
+
+    if not (LFW / "George_W_Bush").is_dir() or not has_bundled_model():
+        pytest.skip("needs the shared LFW data and the bundled model")
+    bush = [str(LFW / "George_W_Bush" / f"George_W_Bush_{i:04d}.jpg") for i in (1, 2)]
+    other = str(LFW / "Colin_Powell" / "Colin_Powell_0001.jpg")
+    assert main(["compare", bush[0], bush[1], "--json", "--device", "cpu"]) == 0
+    same = json.loads(capsys.readouterr().out)
+    assert main(["compare", bush[0], other, "--json", "--device", "cpu"]) == 0
+    diff = json.loads(capsys.readouterr().out)
+    assert same["same"] is True and diff["same"] is False
+    assert same["distance"] < diff["distance"]

@@ -2,7 +2,8 @@
 
 Aligner ``"dlib5"`` (used by the bundled dlib face model):
 
-1. detect faces with OpenCV's Haar cascade (:func:`siamgui.core.face.find_faces`);
+1. detect faces with OpenCV's Haar cascade (as :func:`siamgui.core.face.find_faces`) and
+   take the largest *confident* box (:func:`choose_face`);
 2. turn the chosen Haar box into the box dlib's landmark model expects (a fixed
    scale and shift, measured on LFW DevTrain images: Haar boxes are larger and
    sit higher than dlib's HOG boxes);
@@ -25,13 +26,16 @@ import numpy as np
 from PIL import Image
 
 from siamgui.core.errors import ModelFileError
-from siamgui.core.face import FaceInfo, centre_square, find_faces, register_aligner
+from siamgui.core import face as face_mod
+from siamgui.core.face import FaceInfo, centre_square, register_aligner
 from siamgui.core.landmarks import chip_transform, extract_chip, get_predictor, grey_intensity
 from siamgui.core.resources import resources_dir
 
 #: Haar box (x, y, w, h) -> dlib-style box: centre shift (fractions of w, h) and size factor.
 #: Measured on LFW pairsDevTrain images (median over faces of the landmark-refitted box).
 HAAR_TO_DLIB = {"dx": 0.0, "dy": 0.037, "scale": 0.89}
+#: A box counts as a confident face when its neighbour count is at least this fraction of the best's.
+CONFIDENT_FRACTION = 0.5
 #: Side of the fallback box for a missed face, as a fraction of the image's shorter side.
 MISS_BOX_FRACTION = 0.5
 
@@ -72,24 +76,63 @@ def align_landmarks(rgb: np.ndarray, pts: np.ndarray, out_size: int, padding: fl
     return extract_chip(rgb, chip_transform(pts, out_size, padding), out_size)
 
 
+def detect_faces(rgb: np.ndarray, min_size_fraction: float = 0.12) -> list[tuple[tuple[int, int, int, int], int]]:
+    """Haar boxes with their neighbour counts (the cascade's confidence), largest first.
+
+    Same detector and settings as :func:`siamgui.core.face.find_faces`.
+    """
+    import cv2
+
+    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
+    h, w = grey.shape[:2]
+    scale = 1.0
+    if max(h, w) > 640:
+        scale = 640.0 / max(h, w)
+        grey = cv2.resize(grey, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+    min_side = max(20, int(min(grey.shape[:2]) * min_size_fraction))
+    cascade = face_mod._get_cascade()
+    with face_mod._cascade_lock:
+        found, neighbours = cascade.detectMultiScale2(grey, scaleFactor=1.1, minNeighbors=5,
+                                                      minSize=(min_side, min_side))
+    out = [(tuple(int(round(v / scale)) for v in b), int(n)) for b, n in zip(found, neighbours)]
+    out.sort(key=lambda bn: bn[0][2] * bn[0][3], reverse=True)
+    return out
+
+
+def choose_face(detections) -> int:
+    """Index of the largest box whose neighbour count is at least half the best one's.
+
+    Haar's false positives are sometimes larger than the real face (a box around
+    head and shoulders, or on the background), but they gather far fewer
+    neighbouring detections; landmarks started from them go wrong.
+    """
+    best = max(n for _, n in detections)
+    for k, (_, n) in enumerate(detections):
+        if n >= CONFIDENT_FRACTION * best:
+            return k
+    return 0
+
+
 @register_aligner("dlib5")
 def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> tuple[Image.Image, FaceInfo]:
     if policy not in ("largest", "whole"):
         raise ValueError(f"Unknown face policy {policy!r}")
     rgb = np.asarray(image)
-    boxes = find_faces(rgb)
+    detections = detect_faces(rgb)
+    boxes = [b for b, _ in detections]
     info = FaceInfo(boxes=boxes)
     if policy == "whole":
         crop = image.crop(tuple(int(round(v)) for v in centre_square(image.size)))
         return crop.resize((out_size, out_size), Image.BILINEAR, reducing_gap=3.0), info
+    grey = grey_intensity(rgb)
     if boxes:
-        info.used_box = boxes[0]
+        k = choose_face(detections)
+        pts = landmarks_for_box(rgb, haar_to_dlib_box(boxes[k]), cfg, grey)
+        info.used_box = boxes[k]
         info.mode = "face"
-        box = haar_to_dlib_box(boxes[0])
     else:
         info.mode = "centre"
-        box = centre_box(image.size[0], image.size[1])
-    pts = landmarks_for_box(rgb, box, cfg)
+        pts = landmarks_for_box(rgb, centre_box(image.size[0], image.size[1]), cfg, grey)
     info.landmarks = [(float(x), float(y)) for x, y in pts]
     chip = align_landmarks(rgb, pts, out_size, float(cfg.get("padding", 0.25)))
     return Image.fromarray(chip), info
