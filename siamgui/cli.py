@@ -117,7 +117,7 @@ def cmd_train(args) -> int:
         embedding_dim=args.embedding_dim, val_split=args.val_split, seed=args.seed, device=args.device,
         pairs_per_epoch=args.pairs_per_epoch, init=args.init, freeze_fraction=args.freeze,
         patience=args.patience, distance=args.distance,
-        time_budget_s=args.max_minutes * 60.0 if args.max_minutes else None,
+        time_budget_s=args.max_minutes * 60.0 if args.max_minutes else None, channels_last=args.channels_last,
     )
     try:
         log_fh = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
@@ -344,7 +344,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", required=True, help="output model file (.safetensors)")
     t.add_argument("--preset", choices=PRESETS, default="generic")
     t.add_argument("--arch", help="encoder architecture (default: the preset's)")
-    t.add_argument("--loss", choices=("contrastive", "triplet"), default="contrastive")
+    t.add_argument("--loss", choices=("contrastive", "triplet"),
+                   help="default: the preset's (triplet for face, contrastive otherwise)")
     t.add_argument("--margin", type=_finite_float)
     t.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean")
     t.add_argument("--epochs", type=_positive_int)
@@ -362,6 +363,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--patience", type=_positive_int, help="early stop after N epochs without EER gain")
     t.add_argument("--max-minutes", type=_finite_float,
                    help="wall-clock budget of the training loop; the learning rate schedule follows it")
+    t.add_argument("--channels-last", action="store_true", help="CPU: channels-last convolutions (faster)")
     t.add_argument("--threshold-point", choices=("best-accuracy", "eer", "far"), default="best-accuracy")
     t.add_argument("--target-far", type=_fraction, default=0.01)
     t.add_argument("--log-json", help="write one JSON line per event to this file")

@@ -112,3 +112,12 @@ def test_time_budget_stops_training(tmp_path, shapes_dir):
     assert any(isinstance(e, Log) and "Time budget" in e.message for e in events)
     with pytest.raises(Exception, match="time budget"):
         TrainConfig(str(shapes_dir), time_budget_s=-1.0).resolved()
+
+
+def test_changed_preparing_code_changes_the_key(monkeypatch):
+    from siamgui.core import chip_cache
+
+    spec = preset_spec("face", 64)
+    before = spec_key(spec)
+    monkeypatch.setattr(chip_cache, "_code_digest", lambda: "another aligner")
+    assert spec_key(spec) != before

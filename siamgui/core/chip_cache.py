@@ -7,8 +7,9 @@ array (H, W, C) as a small ``.npy`` file in the user cache folder, keyed by
 
 * the image file: its real path (symbolic links resolved), size and
   modification time (ns), so an edited or replaced file is prepared again;
-* the preprocessing: the whole :class:`PreprocessSpec`, a format version and,
-  for landmark aligners, a digest of the landmark model file's content.
+* the preprocessing: the whole :class:`PreprocessSpec`, a format version, a
+  digest of the preparing code (images, preprocess, face, alignment and landmark
+  modules) and, for landmark aligners, of the landmark model file's content.
 
 Location: ``$SIAMGUI_CACHE_DIR``, else ``platformdirs.user_cache_dir("siamgui")``,
 then ``chips/<spec key>/<2 hex>/<file key>.npy``. ``SIAMGUI_CHIP_CACHE=0``
@@ -64,9 +65,28 @@ def _file_digest(path) -> str:
     return _digests[key]
 
 
+#: The modules whose code decides what a prepared chip looks like.
+_CODE_FILES = ("images.py", "preprocess.py", "face.py", "alignment.py", "landmarks.py")
+
+
+def _code_digest() -> str:
+    """Digest of the preparing code, so a changed detector or aligner never reuses old chips
+    (the package version where the sources are not shipped, as in a frozen app)."""
+    here = Path(__file__).resolve().parent
+    h = hashlib.sha1()
+    for name in _CODE_FILES:
+        try:
+            h.update(_file_digest(here / name).encode())
+        except OSError:
+            from siamgui import __version__
+
+            h.update(f"{name}:{__version__}".encode())
+    return h.hexdigest()
+
+
 def spec_key(spec: PreprocessSpec) -> str:
     """A short hex key for everything that decides what a prepared chip looks like."""
-    parts: dict = {"v": CACHE_VERSION, "spec": spec.to_dict()}
+    parts: dict = {"v": CACHE_VERSION, "spec": spec.to_dict(), "code": _code_digest()}
     face = spec.face or {}
     if face.get("align", "box") != "box":
         try:

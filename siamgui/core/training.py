@@ -40,8 +40,9 @@ LOSSES = ("contrastive", "triplet")
 
 #: Defaults per preset; the training-recipe work tunes these.
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    # face: batch-hard triplet beat contrastive on held-out LFW identities (docs/training.md).
     "face": dict(arch="resnet", arch_kwargs={"width": 32, "blocks": [1, 1, 1, 1]}, image_size=64,
-                 embedding_dim=128, margin=1.0, epochs=12, batch_size=64, lr=2e-3),
+                 embedding_dim=128, loss="triplet", margin=1.0, epochs=12, batch_size=64, lr=2e-3),
     "signature": dict(arch="compact-cnn", arch_kwargs={"width": 32}, image_size=64, embedding_dim=64,
                       margin=1.0, epochs=12, batch_size=32, lr=2e-3),
     "generic": dict(arch="resnet", arch_kwargs={"width": 32, "blocks": [1, 1, 1, 1]}, image_size=64,
@@ -65,7 +66,8 @@ class TrainConfig:
     arch_kwargs: dict[str, Any] | None = None
     image_size: int | None = None
     embedding_dim: int | None = None
-    loss: str = "contrastive"
+    #: None = the preset's default loss ("triplet" for faces, else "contrastive").
+    loss: str | None = None
     margin: float | None = None
     distance: str = "euclidean"
     epochs: int | None = None
@@ -95,19 +97,23 @@ class TrainConfig:
     #: rate follows the larger of step and time progress, and training stops (after
     #: validating) when the budget is spent.
     time_budget_s: float | None = None
+    #: Channels-last memory format for the CPU training step (faster; opt-in, see _train).
+    channels_last: bool = False
 
     def resolved(self) -> "TrainConfig":
         """A copy with every unset option taken from the preset (or fine-tuning) defaults."""
         if self.preset not in PRESET_DEFAULTS:
             raise SiamguiError(f"Unknown preset {self.preset!r}; choose from {', '.join(PRESET_DEFAULTS)}")
-        if self.loss not in LOSSES:
-            raise SiamguiError(f"Unknown loss {self.loss!r}; choose from {', '.join(LOSSES)}")
         d = dict(PRESET_DEFAULTS[self.preset])
+        loss = self.loss if self.loss is not None else d.get("loss", "contrastive")
+        if loss not in LOSSES:
+            raise SiamguiError(f"Unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
         if self.init not in (None, "", "scratch"):
             d.update(FINETUNE_DEFAULTS)
-        if self.loss == "triplet":
+        if loss == "triplet":
             d["margin"] = 0.2
         c = copy.deepcopy(self)
+        c.loss = loss
         if c.arch is not None and c.arch != d["arch"]:
             d["arch_kwargs"] = {}  # the preset's kwargs belong to the preset's architecture
         for key in ("arch", "arch_kwargs", "image_size", "embedding_dim", "margin", "epochs", "batch_size", "lr",
@@ -430,8 +436,9 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
 
     # -- training objects --------------------------------------------------------------
     network.to(device)
-    # Channels-last convolutions ran 1.4x faster forward+backward on the CPU (resnet, 64 px).
-    mem_format = torch.channels_last if device.type == "cpu" else torch.contiguous_format
+    # Channels-last convolutions ran 1.4x faster forward+backward on the CPU (resnet, 64 px), but
+    # torch 2.14's CPU backward crashed (SIGSEGV) for one small shape (width 8, batch 9): opt-in.
+    mem_format = torch.channels_last if (cfg.channels_last and device.type == "cpu") else torch.contiguous_format
     network.to(memory_format=mem_format)
     rng = np.random.default_rng(cfg.seed)
     pairs = PairSampler(train_labels, rng)
@@ -478,7 +485,7 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
                 vloss = contrastive(e[ia], e[ib], torch.from_numpy(v_dis).to(device))
             else:
                 vloss = triplet.batch_hard(e, torch.from_numpy(val_labels).to(device))
-        network.train()
+        set_train_mode()  # not network.train(): frozen modules keep their statistics
         return d.double().cpu().numpy(), float(vloss)
 
     def set_train_mode():
@@ -499,6 +506,18 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
     epochs_without_gain = 0
     budget = float(cfg.time_budget_s) if cfg.time_budget_s else 0.0
     out_of_time = False
+    start_metrics = None
+    if init_label != "scratch":
+        # Fine-tuning: the starting weights are a candidate too (epoch 0), so a run
+        # that does not improve validation EER gives the model back unchanged.
+        t_val = time.perf_counter()
+        d0, _ = validate()
+        timing["validate_s"] += time.perf_counter() - t_val
+        m0 = ev.evaluate(d0, val_same, ev.best_threshold(d0, val_same)[0])
+        best.update(eer=m0.eer, auc=m0.auc, epoch=0, d=d0,
+                    state={k: v.detach().cpu().clone() for k, v in network.encoder.state_dict().items()})
+        start_metrics = dict(val_auc=m0.auc, val_eer=m0.eer, val_accuracy=m0.best_accuracy)
+        yield Log("info", f"Starting model on the validation classes: AUC {m0.auc:.4f}, EER {m0.eer:.4f}.")
     set_train_mode()
     try:
         for epoch in range(1, cfg.epochs + 1):
@@ -615,6 +634,7 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
         "config": {k: v for k, v in asdict(cfg).items() if k not in ("data_dir",)},
         "init": init_label,
         "epochs_run": len(history), "best_epoch": best["epoch"], "stopped_early": stopped,
+        "start_validation": start_metrics,
         "duration_s": round(time.perf_counter() - t_start, 1), "device": device.type,
         "timing": {k: round(v, 2) if isinstance(v, float) else v for k, v in timing.items()},
         "history": history,
