@@ -48,8 +48,8 @@ def flops_per_pair(encoder: torch.nn.Module, image_size: int, channels: int, bat
 def _ours(data_dir: str, steps: int, batch: int | None, seed: int) -> dict:
     from siamgui.core.training import Finished, Step, TrainConfig, train
 
-    cfg = TrainConfig(data_dir, preset="face", epochs=1, seed=seed, device="cpu", val_pairs=200,
-                      batch_size=batch)
+    cfg = TrainConfig(data_dir, preset="face", loss="contrastive", epochs=1, seed=seed, device="cpu",
+                      val_pairs=200, batch_size=batch)
     b = cfg.resolved().batch_size
     cfg.pairs_per_epoch = b * (steps + 1)
     t0 = time.perf_counter()
@@ -70,7 +70,7 @@ def measure_training(data_dir: str, rounds: int = 3, steps: int = 5, seed: int =
     from siamgui.core.preprocess import preset_spec
     from siamgui.core.training import TrainConfig
 
-    cfg = TrainConfig(data_dir, preset="face").resolved()
+    cfg = TrainConfig(data_dir, preset="face", loss="contrastive").resolved()
     spec = preset_spec("face", cfg.image_size)
     kwargs = dict(cfg.arch_kwargs, in_channels=spec.channels, embedding_dim=cfg.embedding_dim)
     fpp = flops_per_pair(build_encoder(cfg.arch, **kwargs), spec.image_size, spec.channels, 8)
@@ -97,5 +97,7 @@ def measure_training(data_dir: str, rounds: int = 3, steps: int = 5, seed: int =
     out.update(summary("train_peak_fraction", fracs, 3))
     out.update(summary("train_first_step_s", startups, 2))
     out["train_gflop_per_pair"] = round(fpp / 1e9, 4)
-    out["train_config"] = f"{cfg.arch} {cfg.arch_kwargs} {spec.image_size}px batch {cfg.batch_size}, {steps} timed steps"
+    out["train_config"] = (f"{cfg.arch} {cfg.arch_kwargs} {spec.image_size}px, face crop "
+                           f"{(spec.face or {}).get('align')}, contrastive, batch {cfg.batch_size}, "
+                           f"channels_last={getattr(cfg, 'channels_last', None)}, {steps} timed steps")
     return out
