@@ -38,6 +38,14 @@ def summary(key: str, values, digits: int = 3) -> dict:
             f"{key}_max": round(max(vals), digits)}
 
 
+def summaries(**figures) -> dict:
+    """:func:`summary` for several figures: ``summaries(key=(values, digits), ...)``."""
+    out = {}
+    for key, (values, digits) in figures.items():
+        out.update(summary(key, values, digits))
+    return out
+
+
 def nulls(*keys: str) -> dict:
     out = {}
     for k in keys:

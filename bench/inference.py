@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from bench.baselines import TutorialVerifier
-from bench.common import percentile, summary
+from bench.common import percentile, summaries, summary
 
 
 def _timed(fn, *args):
@@ -49,12 +49,12 @@ def measure_compare(model_path, images: list[str], rounds: int = 5, pairs_per_ro
         bp50.append(percentile(t_base, 50))
         bp90.append(percentile(t_base, 90))
         ratio.append(bp50[-1] / p50[-1])
-    out = {}
-    out.update(summary("compare_ms_p50", p50, 2))
-    out.update(summary("compare_ms_p90", p90, 2))
-    out.update(summary("baseline_compare_ms_p50", bp50, 2))
-    out.update(summary("baseline_compare_ms_p90", bp90, 2))
-    out.update(summary("compare_speedup", ratio, 2))
+    out = summaries(
+        compare_ms_p50=(p50, 2),
+        compare_ms_p90=(p90, 2),
+        baseline_compare_ms_p50=(bp50, 2),
+        baseline_compare_ms_p90=(bp90, 2),
+        compare_speedup=(ratio, 2))
     out["compare_distance_ours"] = round(d_ours, 4)  # same pair: the two paths must agree
     out["compare_distance_baseline"] = round(d_base, 4)
     return out
@@ -123,8 +123,8 @@ def measure_face(model_path, images: list[str], rounds: int = 3, n: int = 8) -> 
         med.append(float(np.median(t_o)))
         bmed.append(float(np.median(t_b)))
         ratio.append(bmed[-1] / med[-1])
-    out = {}
-    out.update(summary("face_ms_p50", med, 2))
-    out.update(summary("baseline_face_ms_p50", bmed, 2))
-    out.update(summary("face_speedup", ratio, 2))
+    out = summaries(
+        face_ms_p50=(med, 2),
+        baseline_face_ms_p50=(bmed, 2),
+        face_speedup=(ratio, 2))
     return out

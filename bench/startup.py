@@ -12,7 +12,7 @@ import json
 import time
 from pathlib import Path
 
-from bench.common import REPO, python, run_child, summary
+from bench.common import REPO, python, run_child, summaries, summary
 
 GUI_PROBE = str(REPO / "bench" / "gui_probe.py")
 BASELINES = str(REPO / "bench" / "baselines.py")
@@ -41,13 +41,13 @@ def measure_cli(model_path, img_a: str, img_b: str, rounds: int = 4) -> tuple[di
         base_rss.append(bpeak)
         ratio.append(bwall / wall)
         t_floor.append(run_child(floor_argv)[1])
-    out = {}
-    out.update(summary("cli_cold_start_s", t_ours, 3))
-    out.update(summary("baseline_cli_cold_start_s", t_base, 3))
-    out.update(summary("cli_cold_start_speedup", ratio, 2))
-    out.update(summary("import_torch_s", t_floor, 3))
-    out.update(summary("compare_peak_rss_mb", rss, 1))
-    out.update(summary("baseline_compare_peak_rss_mb", base_rss, 1))
+    out = summaries(
+        cli_cold_start_s=(t_ours, 3),
+        baseline_cli_cold_start_s=(t_base, 3),
+        cli_cold_start_speedup=(ratio, 2),
+        import_torch_s=(t_floor, 3),
+        compare_peak_rss_mb=(rss, 1),
+        baseline_compare_peak_rss_mb=(base_rss, 1))
     return out, notes
 
 
@@ -110,8 +110,8 @@ def measure_gui(model_path, rounds: int = 3) -> tuple[dict, list[str]]:
         b = _probe(["bare"])
         if "window_s" in b:
             bare.append(b["window_s"])
-    out = {}
-    out.update(summary("gui_window_s", win, 3))
-    out.update(summary("gui_model_ready_s", ready, 3))
-    out.update(summary("baseline_gui_window_s", bare, 3))
+    out = summaries(
+        gui_window_s=(win, 3),
+        gui_model_ready_s=(ready, 3),
+        baseline_gui_window_s=(bare, 3))
     return out, notes

@@ -13,7 +13,7 @@ import time
 import torch
 
 from bench.baselines import NaivePairDataset, naive_train
-from bench.common import summary
+from bench.common import summaries
 
 
 def matmul_gflops(n: int = 2048, reps: int = 8) -> float:
@@ -89,13 +89,13 @@ def measure_training(data_dir: str, rounds: int = 3, steps: int = 5, seed: int =
         peaks.append(peak)
         fracs.append(o["pairs_per_s"] * fpp / 1e9 / peak)
         startups.append(o["startup_s"])
-    out = {}
-    out.update(summary("train_pairs_per_s", rates, 1))
-    out.update(summary("baseline_train_pairs_per_s", base_rates, 1))
-    out.update(summary("train_speedup", ratios, 2))
-    out.update(summary("matmul_peak_gflops", peaks, 1))
-    out.update(summary("train_peak_fraction", fracs, 3))
-    out.update(summary("train_first_step_s", startups, 2))
+    out = summaries(
+        train_pairs_per_s=(rates, 1),
+        baseline_train_pairs_per_s=(base_rates, 1),
+        train_speedup=(ratios, 2),
+        matmul_peak_gflops=(peaks, 1),
+        train_peak_fraction=(fracs, 3),
+        train_first_step_s=(startups, 2))
     out["train_gflop_per_pair"] = round(fpp / 1e9, 4)
     out["train_config"] = (f"{cfg.arch} {cfg.arch_kwargs} {spec.image_size}px, face crop "
                            f"{(spec.face or {}).get('align')}, contrastive, batch {cfg.batch_size}, "
