@@ -83,7 +83,7 @@ def measure_embed(model_path, images: list[str], rounds: int = 3, batches=(1, 8,
     v.embed_prepared(batch_u8[:8], batch_size=8)
     baseline(2)
     for bs in batches:
-        n = max(bs, 8)  # at least 8 images per timing
+        n = max(bs, 16)  # at least 16 images per timing
         rates, base_rates, ratios = [], [], []
         for _ in range(rounds):
             t = time.perf_counter()
