@@ -81,6 +81,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--quick", action="store_true", help="fewer rounds (a smoke run, not for reporting)")
     ap.add_argument("--only", nargs="+", choices=SECTIONS, help="run only these sections")
     ap.add_argument("--out", default=str(REPO / "bench" / "results" / "latest.json"))
+    ap.add_argument("--budget", type=float, default=540.0,
+                    help="seconds; a section that would start later is skipped (null, with a note)")
     args = ap.parse_args(argv)
     sections = args.only or list(SECTIONS)
     q = args.quick
@@ -123,6 +125,9 @@ def main(argv: list[str] | None = None) -> int:
     def section(name, fn):
         if name not in sections:
             return
+        if time.perf_counter() - t_run > args.budget:
+            notes.append(f"{name} skipped: the run had used its {args.budget:.0f} s budget (--budget)")
+            return
         t = time.perf_counter()
         print(f"[bench] {name} ...", file=sys.stderr, flush=True)
         try:
@@ -148,7 +153,9 @@ def main(argv: list[str] | None = None) -> int:
         res["peer_speedup_min"] = round(res["peer_face_ms_min"] / res["face_ms_p50_max"], 2)
         res["peer_speedup_max"] = round(res["peer_face_ms_max"] / res["face_ms_p50_min"], 2)
     section("cli", lambda: startup.measure_cli(model_path, images[0], images[1], rounds=2 if q else 3))
-    section("train", lambda: training.measure_training(data_dir, rounds=2 if q else 3, steps=3 if q else 5))
+    late = time.perf_counter() - t_run > args.budget / 2  # a slow machine: fewer training rounds
+    section("train", lambda: training.measure_training(data_dir, rounds=2 if (q or late) else 3,
+                                                       steps=3 if q else 5))
     section("train_rss", lambda: startup.measure_train_rss(data_dir, work, rounds=1 if q else 2))
     section("gui", lambda: startup.measure_gui(model_path, rounds=2 if q else 3))
 
