@@ -48,8 +48,10 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     "generic": dict(arch="resnet", arch_kwargs={"width": 32, "blocks": [1, 1, 1, 1]}, image_size=64,
                     embedding_dim=128, margin=1.0, epochs=12, batch_size=32, lr=2e-3),
 }
-#: Safer defaults when starting from an existing model (fine-tuning).
-FINETUNE_DEFAULTS = dict(epochs=3, lr=1e-4, patience=2)
+#: Safer defaults when starting from an existing model (fine-tuning): a low learning rate,
+#: few epochs, early stop on validation EER; the starting weights are kept unless an epoch
+#: beats them (measured on LFW with the bundled model, docs/training.md).
+FINETUNE_DEFAULTS = dict(epochs=3, lr=1e-5, patience=2)
 
 
 def seed_everything(seed: int) -> None:
@@ -274,6 +276,12 @@ def prepare_images(paths: list[str], preprocessor: Preprocessor, workers: int = 
             else:
                 out[i] = torch.from_numpy(arr).permute(2, 0, 1)
     n_cached = len(paths) - len(todo)
+    if todo and s.face is not None:
+        # Import OpenCV here, once: a first ``import cv2`` racing in two pool threads can hand
+        # one of them a half-initialised module (no ``cv2.data``).
+        from siamgui.core.face import _import_cv2
+
+        _import_cv2()
     if progress is not None and n_cached:
         progress(n_cached, len(paths))
 
