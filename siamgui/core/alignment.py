@@ -17,7 +17,9 @@ When no face is detected under policy ``"largest"``, the landmarks are searched
 from a box in the middle of the image (half its shorter side; mode
 ``"centre"``), so a missed face still gets aligned if it is roughly central;
 the image is never dropped. Policy ``"whole"`` bypasses detection and landmarks
-and resizes the centre square, like the ``box`` aligner.
+and resizes the centre square, like the ``box`` aligner. Policy ``"centre"``
+(used by ``bench/lfw_eval.py --face centre``) takes the face nearest the image
+centre instead of the largest, as LFW's protocol labels the centred person.
 """
 
 from __future__ import annotations
@@ -99,23 +101,32 @@ def detect_faces(rgb: np.ndarray, min_size_fraction: float = 0.12) -> list[tuple
     return out
 
 
-def choose_face(detections) -> int:
-    """Index of the largest box whose neighbour count is at least half the best one's.
+def choose_face(detections, policy: str = "largest", size: tuple[int, int] | None = None) -> int:
+    """Index of the face to use among confident boxes (neighbour count at least half the best one's).
 
-    Haar's false positives are sometimes larger than the real face (a box around
-    head and shoulders, or on the background), but they gather far fewer
-    neighbouring detections; landmarks started from them go wrong.
+    ``"largest"``: the largest confident box. Haar's false positives are sometimes
+    larger than the real face (a box around head and shoulders, or on the
+    background), but they gather far fewer neighbouring detections, and landmarks
+    started from them go wrong. ``"centre"``: the confident box nearest the centre
+    of the image ``size`` (w, h): the convention of LFW, whose photos are framed on
+    the labelled person.
     """
     best = max(n for _, n in detections)
-    for k, (_, n) in enumerate(detections):
-        if n >= CONFIDENT_FRACTION * best:
-            return k
-    return 0
+    confident = [k for k, (_, n) in enumerate(detections) if n >= CONFIDENT_FRACTION * best] or [0]
+    if policy == "centre" and size is not None:
+        cx, cy = size[0] / 2.0, size[1] / 2.0
+
+        def dist(k):
+            x, y, w, h = detections[k][0]
+            return (x + w / 2.0 - cx) ** 2 + (y + h / 2.0 - cy) ** 2
+
+        return min(confident, key=dist)
+    return confident[0]
 
 
 @register_aligner("dlib5")
 def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> tuple[Image.Image, FaceInfo]:
-    if policy not in ("largest", "whole"):
+    if policy not in ("largest", "whole", "centre"):
         raise ValueError(f"Unknown face policy {policy!r}")
     rgb = np.asarray(image)
     detections = detect_faces(rgb)
@@ -126,7 +137,7 @@ def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> 
         return crop.resize((out_size, out_size), Image.BILINEAR, reducing_gap=3.0), info
     grey = grey_intensity(rgb)
     if boxes:
-        k = choose_face(detections)
+        k = choose_face(detections, policy, image.size)
         pts = landmarks_for_box(rgb, haar_to_dlib_box(boxes[k]), cfg, grey)
         info.used_box = boxes[k]
         info.mode = "face"

@@ -432,7 +432,7 @@ def _float32(x: float) -> float:
 
 
 def face_model_meta(dnn: DnnFile, kwargs: dict, sha256: str, source_name: str, *, threshold: float | None = None,
-                    metrics: dict | None = None, face: dict | None = None) -> dict:
+                    metrics: dict | None = None, face: dict | None = None, flip_average: bool = False) -> dict:
     from siamgui.core.modelfile import make_meta
     from siamgui.core.preprocess import PreprocessSpec
 
@@ -460,7 +460,7 @@ def face_model_meta(dnn: DnnFile, kwargs: dict, sha256: str, source_name: str, *
             "author": TRAINED_BY,
             "converted_by": "siamgui import-dlib (pure Python/NumPy reader; affine layers folded into convs)",
         },
-        embedding={"normalized": False, "flip_average": False},
+        embedding={"normalized": False, "flip_average": bool(flip_average)},
     )
 
 
@@ -471,7 +471,7 @@ def default_face_config() -> dict:
 
 
 def import_face_model(dat: str | Path, out: str | Path, *, threshold: float | None = None,
-                      metrics: dict | None = None, face: dict | None = None) -> dict:
+                      metrics: dict | None = None, face: dict | None = None, flip_average: bool = False) -> dict:
     """Convert ``dlib_face_recognition_resnet_model_v1.dat`` to a siamgui model file; returns the metadata."""
     import torch
 
@@ -489,7 +489,7 @@ def import_face_model(dat: str | Path, out: str | Path, *, threshold: float | No
     except RuntimeError as exc:
         raise DlibFormatError(f"{dat.name}: the weights do not fit {ARCH_NAME} ({str(exc)[:160]}).") from None
     meta = face_model_meta(dnn, kwargs, hashlib.sha256(data).hexdigest(), dat.name, threshold=threshold,
-                           metrics=metrics, face=face)
+                           metrics=metrics, face=face, flip_average=flip_average)
     save_model(out, SiameseNetwork(encoder), meta)
     return meta
 
@@ -630,7 +630,7 @@ def cmd_import_dlib(args) -> int:
     data = _read_bytes(src)
     kind = detect_kind(data)
     if kind == "dnn":
-        meta = import_face_model(src, out, threshold=args.threshold)
+        meta = import_face_model(src, out, threshold=args.threshold, flip_average=args.flip_average)
         print(f"wrote {out}: {meta['architecture']['name']} {json.dumps(meta['architecture']['kwargs'])}, "
               f"threshold {meta['threshold']:.4f}, sha256 of source {meta['provenance']['sha256'][:16]}...")
     elif kind == "shape_predictor":
@@ -647,5 +647,7 @@ def add_cli_commands(sub, parser_class) -> None:
                    "shape_predictor_5_face_landmarks.dat")
     p.add_argument("--out", required=True, metavar="FILE.safetensors")
     p.add_argument("--threshold", type=float, help="face network: threshold to store (default: the file's 0.6)")
+    p.add_argument("--flip-average", action="store_true",
+                   help="face network: embed each chip and its mirror image and average (stored in the metadata)")
     p.set_defaults(func=cmd_import_dlib)
 
