@@ -73,6 +73,9 @@ class Verifier:
         self.model_threshold = self.loaded.threshold
         self.threshold = float(threshold) if threshold is not None else self.model_threshold
         self._lock = threading.Lock()
+        #: Test-time flip averaging (model metadata ``embedding.flip_average``): the
+        #: embedding is the mean of the image's and its mirror image's.
+        self.flip_average = bool((self.loaded.meta.get("embedding") or {}).get("flip_average", False))
 
     @property
     def meta(self) -> dict:
@@ -101,7 +104,10 @@ class Verifier:
             with self._lock, torch.inference_mode():
                 for i in range(0, len(batch), batch_size):
                     x = self.preprocessor.normalize(batch[i:i + batch_size].to(self.device))
-                    out.append(self.network.embed(x).float().cpu())
+                    z = self.network.embed(x)
+                    if self.flip_average:
+                        z = (z + self.network.embed(x.flip(3))) / 2
+                    out.append(z.float().cpu())
         except torch.cuda.OutOfMemoryError:
             raise DeviceError(f"The GPU ran out of memory embedding images (batch {batch_size}); "
                               "close other GPU programs or use the CPU.") from None
