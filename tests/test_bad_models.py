@@ -227,6 +227,7 @@ def _meta_paths(obj, prefix=()):
 
 _FUZZ_BASE = _meta()
 _FUZZ_BASE["preprocess"]["face"] = {"detector": "haar", "margin": 0.15, "align": "box"}
+_FUZZ_BASE["embedding"] = {"flip_average": True}  # test-time flip averaging (verifier)
 
 
 def test_property_any_metadata_value_loads_or_is_refused(tmp_path_factory, image):

@@ -121,6 +121,10 @@ def validate_meta(meta: Any, label: str = "the model file") -> dict[str, Any]:
 
     if meta.get("distance", "euclidean") not in distance_names():
         raise ModelFileError(f"{label} uses an unknown distance {meta.get('distance')!r}.")
+    embedding = meta.get("embedding") or {}
+    if not isinstance(embedding, dict) or not isinstance(embedding.get("flip_average", False), bool):
+        raise ModelFileError(f"{label} has invalid metadata: 'embedding' must be a mapping with a true/false "
+                             "flip_average.")
     return meta
 
 
