@@ -20,8 +20,8 @@ Fallbacks, each announced on a line starting ``FALLBACK`` / ``SKIP``:
 - no ``siamgui/gui/app.py`` in the checkout: the gui check is skipped. A
   checkout that has it but a bundle that says "not available" fails.
 
-Prints the timings (start-up to the first window, offscreen) and exits 1 on any
-failure. Uses only the standard library and Pillow (to draw the two images).
+Prints the timings (``packaging/window_time.py`` times the first window alone)
+and exits 1 on any failure. Uses only the standard library and Pillow (to draw the two images).
 """
 
 from __future__ import annotations
@@ -231,8 +231,8 @@ def main() -> int:
 
             with Image.open(shot) as im:
                 size = im.size
-            say(f"ok   'siamgui gui --screenshot' wrote a {size[0]}x{size[1]} PNG; start to first window "
-                f"(screenshot saved, process exited) {secs:.1f} s")
+            say(f"ok   'siamgui gui --screenshot' wrote a {size[0]}x{size[1]} PNG; start to exit "
+                f"(window, model loaded, images compared, picture saved) {secs:.1f} s")
             keep = ROOT / "dist" / "dist-check-screenshot.png"
             if keep.parent.is_dir():
                 keep.write_bytes(shot.read_bytes())
