@@ -51,7 +51,7 @@ dist: $(VENV)/.installed-dist
 	echo "dist: built in $$(( $$(date +%s) - start )) s; $$(du -sh dist/siamgui | cut -f1) in dist/siamgui/"
 
 dist-check: $(VENV)/.installed
-	QT_QPA_PLATFORM=offscreen $(BIN)/python packaging/dist_check.py dist/siamgui
+	QT_QPA_PLATFORM=offscreen $(BIN)/python .ci/dist_check.py dist/siamgui
 
 clean-venv:
 	rm -rf $(VENV)

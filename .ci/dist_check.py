@@ -1,6 +1,6 @@
 """``make dist-check``: run the frozen one-folder app the way a user would, headless.
 
-    QT_QPA_PLATFORM=offscreen .venv/bin/python packaging/dist_check.py dist/siamgui
+    QT_QPA_PLATFORM=offscreen .venv/bin/python .ci/dist_check.py dist/siamgui
 
 Runs the executable in ``dist/siamgui/`` (never the source tree) from an empty
 working folder, with ``$SIAMGUI_RESOURCES`` and ``$PYTHONPATH`` removed and the
@@ -20,7 +20,7 @@ Fallbacks, each announced on a line starting ``FALLBACK`` / ``SKIP``:
 - no ``siamgui/gui/app.py`` in the checkout: the gui check is skipped. A
   checkout that has it but a bundle that says "not available" fails.
 
-Prints the timings (``packaging/window_time.py`` times the first window alone)
+Prints the timings (``bench/window_time.py`` times the first window alone)
 and exits 1 on any failure. Uses only the standard library and Pillow (to draw the two images).
 """
 

@@ -1,7 +1,7 @@
 """Seconds from starting the app to its main window on screen, seen from outside.
 
-    .venv/bin/python packaging/window_time.py dist/siamgui/siamgui        # the frozen app
-    .venv/bin/python packaging/window_time.py .venv/bin/siamgui           # from source, to compare
+    .venv/bin/python bench/window_time.py dist/siamgui/siamgui        # the frozen app
+    .venv/bin/python bench/window_time.py .venv/bin/siamgui           # from source, to compare
 
 Runs ``APP gui`` on a private Xvfb display (``QT_QPA_PLATFORM=xcb``) and polls
 ``xwininfo`` until a window titled "siamgui" is viewable; prints one line per
