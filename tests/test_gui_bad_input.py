@@ -10,7 +10,7 @@ import pytest
 
 pytest.importorskip("pytestqt")
 from _gui_helpers import inference_guard, no_thread_leaks  # noqa: E402,F401
-from PySide6.QtCore import QMimeData, QPointF, Qt, QUrl  # noqa: E402
+from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
 
 from test_bad_images import INVALID, VALID, _make  # noqa: E402
@@ -39,7 +39,7 @@ def tab(qtbot, tiny_model):
 def _drop(slot, url: QUrl) -> bool:
     mime = QMimeData()
     mime.setUrls([url])
-    enter = QDragEnterEvent(QPointF(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
+    enter = QDragEnterEvent(QPoint(20, 20), Qt.DropAction.CopyAction, mime, Qt.MouseButton.LeftButton,
                             Qt.KeyboardModifier.NoModifier)
     slot.dragEnterEvent(enter)  # Qt delivers drops only during a real drag: call the handlers
     if not enter.isAccepted():
