@@ -155,6 +155,18 @@ def test_settings_defaults_and_persistence(make_tab):
     assert (cfg.preset, cfg.loss, cfg.epochs, cfg.lr, cfg.pairs_per_epoch) == ("signature", "triplet", 7, 0.0005, 300)
 
 
+
+def test_preset_change_selects_the_presets_loss(make_tab):
+    from siamgui.core.training import PRESET_DEFAULTS
+
+    f = make_tab().settings_form
+    f.preset.setCurrentText("face")
+    face_loss = PRESET_DEFAULTS["face"].get("loss", "contrastive")
+    assert f.loss.currentText() == face_loss
+    assert f.config("/data").loss == face_loss
+    f.preset.setCurrentText("signature")
+    assert f.loss.currentText() == PRESET_DEFAULTS["signature"].get("loss", "contrastive")
+
 # -- training ---------------------------------------------------------------------------------
 def test_run_plots_result_save_reload_and_compare(qtbot, tab, state, shapes, tmp_path):
     from siamgui.core.modelfile import load_model

@@ -169,6 +169,7 @@ class TrainSettingsForm(QWidget):
         form.addRow("Seed", self.seed)
         form.addRow("Device", self.device)
 
+        self._select_preset_loss()
         self.apply_defaults()
         self.preset.currentIndexChanged.connect(self._on_preset_changed)
         self.loss.currentIndexChanged.connect(self._on_loss_changed)
@@ -213,7 +214,15 @@ class TrainSettingsForm(QWidget):
         if i >= 0:
             self.arch.setCurrentIndex(i)
 
+    def _select_preset_loss(self) -> None:
+        """Select the preset's own default loss (e.g. batch-hard triplet for faces)."""
+        loss = TrainConfig(data_dir="", preset=self.preset.currentText()).resolved().loss
+        self.loss.blockSignals(True)
+        _select_text(self.loss, loss)
+        self.loss.blockSignals(False)
+
     def _on_preset_changed(self, _index: int) -> None:
+        self._select_preset_loss()
         self.apply_defaults()
 
     def _on_loss_changed(self, _index: int) -> None:
