@@ -644,7 +644,7 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
         "epochs_run": len(history), "best_epoch": best["epoch"], "stopped_early": stopped,
         "start_validation": start_metrics,
         "duration_s": round(time.perf_counter() - t_start, 1), "device": device.type,
-        "timing": {k: round(v, 2) if isinstance(v, float) else v for k, v in timing.items()},
+        "timing": {k: round(v, 4) if isinstance(v, float) else v for k, v in timing.items()},
         "history": history,
     }
     meta = make_meta(architecture=arch, preprocess=spec, distance=distance_name, threshold=threshold,
