@@ -51,5 +51,22 @@ def tiny_model(tmp_path_factory, shapes_dir):
     return path
 
 
+
+@pytest.fixture(scope="session")
+def other_model(tiny_model, tmp_path_factory):
+    """The tiny model with perturbed weights: same architecture, another fingerprint."""
+    import torch
+
+    from siamgui.core.modelfile import load_model, save_model
+
+    loaded = load_model(tiny_model)
+    gen = torch.Generator().manual_seed(3)
+    with torch.no_grad():
+        for p in loaded.network.encoder.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
+    path = tmp_path_factory.mktemp("other") / "other.safetensors"
+    save_model(path, loaded.network, loaded.meta)
+    return path
+
 def lfw_available() -> bool:
     return (LFW_ROOT / "George_W_Bush").is_dir()

@@ -17,21 +17,6 @@ pytestmark = [pytest.mark.gui]
 WAIT = 20000
 
 
-@pytest.fixture(scope="module")
-def other_model(tiny_model, tmp_path_factory):
-    """The tiny model with other weights: another fingerprint."""
-    import torch
-
-    from siamgui.core.modelfile import load_model, save_model
-
-    loaded = load_model(tiny_model)
-    gen = torch.Generator().manual_seed(5)
-    with torch.no_grad():
-        for p in loaded.network.encoder.parameters():
-            p.add_(torch.randn(p.shape, generator=gen) * 0.05)
-    path = tmp_path_factory.mktemp("other-gui") / "other.safetensors"
-    save_model(path, loaded.network, loaded.meta)
-    return path
 
 
 def files(shapes_dir, cls, n=None):

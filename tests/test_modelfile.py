@@ -105,41 +105,6 @@ def test_legacy_pt_with_metadata_loads(tmp_path):
     assert load_model(path).threshold == pytest.approx(0.42)
 
 
-@pytest.mark.parametrize("case", ["truncated", "garbage", "directory", "missing", "empty", "huge-header",
-                                  "no-meta", "future", "wrong-arch", "wrong-dim"])
-def test_damaged_or_wrong_files(tmp_path, case):
-    from safetensors.torch import save_file
-
-    net, meta = _net_and_meta()
-    good = save_model(tmp_path / "good.safetensors", net, meta)
-    p = tmp_path / "bad.safetensors"
-    if case == "truncated":
-        p.write_bytes(good.read_bytes()[: good.stat().st_size // 2])
-    elif case == "garbage":
-        p.write_bytes(os.urandom(4096))
-    elif case == "directory":
-        p.mkdir()
-    elif case == "missing":
-        pass
-    elif case == "empty":
-        p.write_bytes(b"")
-    elif case == "huge-header":
-        p.write_bytes((10**15).to_bytes(8, "little") + b"{}")
-    elif case == "no-meta":
-        save_file({"w": torch.zeros(2)}, str(p))
-    elif case == "future":
-        save_model(p, net, dict(meta, format_version=FORMAT_VERSION + 1)) if False else save_file(
-            {k: v.contiguous() for k, v in net.encoder.state_dict().items()}, str(p),
-            metadata={"siamgui": json.dumps(dict(meta, format_version=FORMAT_VERSION + 1))})
-    elif case == "wrong-arch":
-        save_file({k: v.contiguous() for k, v in net.encoder.state_dict().items()}, str(p),
-                  metadata={"siamgui": json.dumps(dict(meta, architecture={"name": "resnet", "kwargs": {}}))})
-    elif case == "wrong-dim":
-        other, _ = _net_and_meta(dim=16)
-        save_file({k: v.contiguous() for k, v in other.encoder.state_dict().items()}, str(p),
-                  metadata={"siamgui": json.dumps(meta)})
-    with pytest.raises(ModelFileError) as info:
-        load_model(p)
-    assert "\n" not in str(info.value) and len(str(info.value)) < 300
-    if case == "future":
-        assert "newer" in str(info.value)
+# Damaged, unsafe and mismatched model files (truncated, garbage, folder, huge header,
+# missing metadata, future format, other architecture, wrong embedding size, ...) are
+# covered case by case in tests/test_bad_models.py, through load_model and the CLI.
