@@ -104,9 +104,11 @@ class Verifier:
             with self._lock, torch.inference_mode():
                 for i in range(0, len(batch), batch_size):
                     x = self.preprocessor.normalize(batch[i:i + batch_size].to(self.device))
-                    z = self.network.embed(x)
-                    if self.flip_average:
-                        z = (z + self.network.embed(x.flip(3))) / 2
+                    if self.flip_average:  # image and mirror in one forward pass (bigger batch, faster)
+                        z = self.network.embed(torch.cat([x, x.flip(3)]))
+                        z = (z[:len(x)] + z[len(x):]) / 2
+                    else:
+                        z = self.network.embed(x)
                     out.append(z.float().cpu())
         except torch.cuda.OutOfMemoryError:
             raise DeviceError(f"The GPU ran out of memory embedding images (batch {batch_size}); "
