@@ -26,7 +26,6 @@ centre instead of the largest, as LFW's protocol labels the centred person.
 
 from __future__ import annotations
 
-import cv2  # imported here, once, not inside functions that threads call (a racy first import)
 import numpy as np
 from PIL import Image
 
@@ -92,6 +91,7 @@ def detect_faces(rgb: np.ndarray, min_size_fraction: float = 0.12, relaxed: bool
     scale_factor, neighbours_min = (1.05, 2) if relaxed else (1.1, 5)
     if relaxed:
         min_size_fraction = min(min_size_fraction, 0.08)
+    cv2 = face_mod._import_cv2()  # the one locked first import (a racy one in two threads breaks cv2)
     grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
     h, w = grey.shape[:2]
     scale = 1.0

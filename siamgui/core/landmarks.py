@@ -234,8 +234,9 @@ def extract_chip(rgb: np.ndarray, affine: np.ndarray, size: int = 150) -> np.nda
     span = math.hypot(a[0, 0], a[1, 0]) * (size - 1) + 1  # source width of the chip
     level_scale = 1.0
     if span / 2.0 > size:
-        import cv2
+        from siamgui.core.face import _import_cv2  # the one locked first import (threads race otherwise)
 
+        cv2 = _import_cv2()
         while span / (2.0 * level_scale) > size and min(img.shape[:2]) > 4:
             img = cv2.pyrDown(img)
             level_scale *= 2.0

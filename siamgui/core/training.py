@@ -276,12 +276,6 @@ def prepare_images(paths: list[str], preprocessor: Preprocessor, workers: int = 
             else:
                 out[i] = torch.from_numpy(arr).permute(2, 0, 1)
     n_cached = len(paths) - len(todo)
-    if todo and s.face is not None:
-        # Import OpenCV here, once: a first ``import cv2`` racing in two pool threads can hand
-        # one of them a half-initialised module (no ``cv2.data``).
-        from siamgui.core.face import _import_cv2
-
-        _import_cv2()
     if progress is not None and n_cached:
         progress(n_cached, len(paths))
 
