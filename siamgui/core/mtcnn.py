@@ -1,0 +1,307 @@
+"""MTCNN face detector (Zhang et al. 2016) in our own PyTorch code (no Qt, no download).
+
+Three small cascaded networks: P-Net scans an image pyramid for 12x12 face
+windows, R-Net re-scores and refines the candidates on 24x24 crops, O-Net on
+48x48 crops gives the final boxes, scores and five landmarks (eye centres,
+nose tip, mouth corners). The weights are the original authors' as converted
+by ``facenet-pytorch`` 2.6.0 (MIT licence, Timothy Esler); ``bench/make_mtcnn.py``
+copies them from that wheel into ``resources/models/mtcnn.safetensors`` (we do
+not depend on the package). The wiring and the box arithmetic follow
+facenet-pytorch's ``detect_face`` so that ``bench/verify_mtcnn.py`` can check
+this port against it box for box.
+
+Used by the ``dlib5`` aligner as the face detector: its boxes start dlib's
+5-point landmark model, which gives the points dlib's face chip is defined by.
+Thread-safe: the networks are only run under ``torch.inference_mode``.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from siamgui.core.errors import ModelFileError
+
+#: Detection settings (facenet-pytorch's defaults).
+THRESHOLDS = (0.6, 0.7, 0.7)
+PYRAMID_FACTOR = 0.709
+
+
+class PNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 10, 3)
+        self.prelu1 = nn.PReLU(10)
+        self.conv2 = nn.Conv2d(10, 16, 3)
+        self.prelu2 = nn.PReLU(16)
+        self.conv3 = nn.Conv2d(16, 32, 3)
+        self.prelu3 = nn.PReLU(32)
+        self.conv4_1 = nn.Conv2d(32, 2, 1)
+        self.conv4_2 = nn.Conv2d(32, 4, 1)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.prelu1(self.conv1(x)), 2, 2, ceil_mode=True)
+        x = self.prelu3(self.conv3(self.prelu2(self.conv2(x))))
+        return self.conv4_2(x), torch.softmax(self.conv4_1(x), dim=1)
+
+
+class RNet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 28, 3)
+        self.prelu1 = nn.PReLU(28)
+        self.conv2 = nn.Conv2d(28, 48, 3)
+        self.prelu2 = nn.PReLU(48)
+        self.conv3 = nn.Conv2d(48, 64, 2)
+        self.prelu3 = nn.PReLU(64)
+        self.dense4 = nn.Linear(576, 128)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5_1 = nn.Linear(128, 2)
+        self.dense5_2 = nn.Linear(128, 4)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
+        x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
+        x = self.prelu3(self.conv3(x))
+        # the converted weights flatten in (W, H, C) order (the original ran on transposed images)
+        x = self.prelu4(self.dense4(x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)))
+        return self.dense5_2(x), torch.softmax(self.dense5_1(x), dim=1)
+
+
+class ONet(nn.Module):
+    def __init__(self):
+        super().__init__()
+        self.conv1 = nn.Conv2d(3, 32, 3)
+        self.prelu1 = nn.PReLU(32)
+        self.conv2 = nn.Conv2d(32, 64, 3)
+        self.prelu2 = nn.PReLU(64)
+        self.conv3 = nn.Conv2d(64, 64, 3)
+        self.prelu3 = nn.PReLU(64)
+        self.conv4 = nn.Conv2d(64, 128, 2)
+        self.prelu4 = nn.PReLU(128)
+        self.dense5 = nn.Linear(1152, 256)
+        self.prelu5 = nn.PReLU(256)
+        self.dense6_1 = nn.Linear(256, 2)
+        self.dense6_2 = nn.Linear(256, 4)
+        self.dense6_3 = nn.Linear(256, 10)
+
+    def forward(self, x):
+        x = F.max_pool2d(self.prelu1(self.conv1(x)), 3, 2, ceil_mode=True)
+        x = F.max_pool2d(self.prelu2(self.conv2(x)), 3, 2, ceil_mode=True)
+        x = F.max_pool2d(self.prelu3(self.conv3(x)), 2, 2, ceil_mode=True)
+        x = self.prelu4(self.conv4(x))
+        x = self.prelu5(self.dense5(x.permute(0, 3, 2, 1).reshape(x.shape[0], -1)))
+        return self.dense6_2(x), self.dense6_3(x), torch.softmax(self.dense6_1(x), dim=1)
+
+
+@dataclass
+class Detections:
+    """Faces found in one image: boxes (N, 4) as x1, y1, x2, y2; scores (N,); points (N, 5, 2)."""
+
+    boxes: np.ndarray
+    scores: np.ndarray
+    points: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.boxes)
+
+
+def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
+    """Greedy non-maximum suppression with the +1 pixel areas (MTCNN's last stage); kept indices."""
+    if len(boxes) == 0:
+        return np.empty(0, np.intp)
+    x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
+    area = (x2 - x1 + 1) * (y2 - y1 + 1)
+    order = np.argsort(scores, kind="stable")
+    keep = []
+    while order.size:
+        i = order[-1]
+        keep.append(i)
+        rest = order[:-1]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        inter = w * h
+        if method == "min":
+            overlap = inter / np.minimum(area[i], area[rest])
+        else:
+            overlap = inter / (area[i] + area[rest] - inter)
+        order = rest[overlap <= threshold]
+    return np.asarray(keep, np.intp)
+
+
+def _nms_union(boxes: np.ndarray, threshold: float) -> np.ndarray:
+    """torchvision's NMS (intersection over union, areas without the +1) on columns 0-4."""
+    from torchvision.ops import nms
+
+    if len(boxes) == 0:
+        return np.empty(0, np.intp)
+    b = torch.from_numpy(np.ascontiguousarray(boxes[:, :4], np.float32))
+    return nms(b, torch.from_numpy(np.ascontiguousarray(boxes[:, 4], np.float32)), threshold).numpy()
+
+
+def _square(boxes: np.ndarray) -> np.ndarray:
+    """Grow boxes to squares about their centres (MTCNN's ``rerec``)."""
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0]
+    h = boxes[:, 3] - boxes[:, 1]
+    side = np.maximum(w, h)
+    out[:, 0] = boxes[:, 0] + w * 0.5 - side * 0.5
+    out[:, 1] = boxes[:, 1] + h * 0.5 - side * 0.5
+    out[:, 2] = out[:, 0] + side
+    out[:, 3] = out[:, 1] + side
+    return out
+
+
+def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
+    """Apply the networks' box regression (offsets in units of the box's +1 size)."""
+    out = boxes.copy()
+    w = boxes[:, 2] - boxes[:, 0] + 1
+    h = boxes[:, 3] - boxes[:, 1] + 1
+    out[:, 0] = boxes[:, 0] + reg[:, 0] * w
+    out[:, 1] = boxes[:, 1] + reg[:, 1] * h
+    out[:, 2] = boxes[:, 2] + reg[:, 2] * w
+    out[:, 3] = boxes[:, 3] + reg[:, 3] * h
+    return out
+
+
+class MTCNN:
+    """The three networks and the cascade that runs them."""
+
+    def __init__(self, pnet: PNet, rnet: RNet, onet: ONet, device: str | torch.device = "cpu", meta: dict | None = None):
+        self.device = torch.device(device)
+        self.pnet = pnet.to(self.device).eval()
+        self.rnet = rnet.to(self.device).eval()
+        self.onet = onet.to(self.device).eval()
+        self.meta = meta or {}
+
+    @classmethod
+    def load(cls, path: str | Path, device: str | torch.device = "cpu") -> "MTCNN":
+        from safetensors import SafetensorError, safe_open
+
+        nets = {"pnet": PNet(), "rnet": RNet(), "onet": ONet()}
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = dict(f.metadata() or {})
+                tensors = {k: f.get_tensor(k) for k in f.keys()}
+        except (OSError, SafetensorError) as exc:
+            raise ModelFileError(f"The face detector file {path} could not be read ({exc}).") from None
+        for name, net in nets.items():
+            state = {k[len(name) + 1:]: v for k, v in tensors.items() if k.startswith(name + ".")}
+            try:
+                net.load_state_dict(state)
+            except RuntimeError:
+                raise ModelFileError(f"The face detector file {path} does not hold MTCNN's {name}.") from None
+        return cls(nets["pnet"], nets["rnet"], nets["onet"], device, meta)
+
+    # -- the cascade -----------------------------------------------------------------
+    def _crops(self, img: torch.Tensor, boxes: np.ndarray, size: int) -> torch.Tensor:
+        """The in-image part of each box, area-resized to ``size`` (facenet-pytorch's ``pad`` + crop)."""
+        h, w = img.shape[2:]
+        b = np.trunc(boxes[:, :4]).astype(np.int64)
+        x1 = np.maximum(b[:, 0], 1)
+        y1 = np.maximum(b[:, 1], 1)
+        x2 = np.minimum(b[:, 2], w)
+        y2 = np.minimum(b[:, 3], h)
+        crops = []
+        for k in range(len(b)):
+            crops.append(F.interpolate(img[:, :, y1[k] - 1:y2[k], x1[k] - 1:x2[k]], size=(size, size), mode="area"))
+        return (torch.cat(crops) - 127.5) * 0.0078125
+
+    def detect(self, rgb: np.ndarray, min_face: int = 20) -> Detections:
+        """Faces in an RGB (or grey) uint8 image, highest score first."""
+        if rgb.ndim == 2:
+            rgb = np.repeat(rgb[:, :, None], 3, axis=2)
+        empty = Detections(np.zeros((0, 4), np.float32), np.zeros(0, np.float32), np.zeros((0, 5, 2), np.float32))
+        h, w = rgb.shape[:2]
+        min_face = max(12, int(min_face))
+        if min(h, w) < 12:
+            return empty
+        with torch.inference_mode():
+            img = torch.from_numpy(np.array(rgb[:, :, :3], np.uint8)).to(self.device)
+            img = img.permute(2, 0, 1).unsqueeze(0).float()
+            # -- stage 1: P-Net over the pyramid
+            m = 12.0 / min_face
+            scales, side = [], min(h, w) * m
+            s = m
+            while side >= 12:
+                scales.append(s)
+                s *= PYRAMID_FACTOR
+                side *= PYRAMID_FACTOR
+            found = []
+            for s in scales:
+                x = F.interpolate(img, size=(int(h * s + 1), int(w * s + 1)), mode="area")
+                reg, prob = self.pnet((x - 127.5) * 0.0078125)
+                p = prob[0, 1].cpu().numpy()
+                ys, xs = np.nonzero(p >= THRESHOLDS[0])
+                if len(ys) == 0:
+                    continue
+                r = reg[0].cpu().numpy()[:, ys, xs].T
+                # window corners in float32 arithmetic, as the reference computes them (floor is sensitive)
+                cell = torch.from_numpy(np.column_stack([xs, ys]).astype(np.float32))
+                q1 = torch.floor((2 * cell + 1) / s).numpy()
+                q2 = torch.floor((2 * cell + 12) / s).numpy()
+                cand = np.column_stack([q1, q2, p[ys, xs], r]).astype(np.float32)
+                found.append(cand[_nms_union(cand, 0.5)])
+            if not found:
+                return empty
+            cand = np.concatenate(found)
+            cand = cand[_nms_union(cand, 0.7)]
+            w1 = cand[:, 2] - cand[:, 0]  # stage 1 regresses in units of the plain size (no +1)
+            h1 = cand[:, 3] - cand[:, 1]
+            boxes = _square(np.column_stack([cand[:, 0] + cand[:, 5] * w1, cand[:, 1] + cand[:, 6] * h1,
+                                             cand[:, 2] + cand[:, 7] * w1, cand[:, 3] + cand[:, 8] * h1, cand[:, 4]]))
+            # -- stage 2: R-Net
+            boxes = boxes[self._valid(boxes, w, h)]
+            if len(boxes) == 0:
+                return empty
+            reg, prob = self.rnet(self._crops(img, boxes, 24))
+            score = prob[:, 1].cpu().numpy()
+            ok = score > THRESHOLDS[1]
+            boxes = np.column_stack([boxes[ok, :4], score[ok]])
+            reg = reg.cpu().numpy()[ok]
+            keep = _nms_union(boxes, 0.7)
+            boxes = _square(_regress(boxes[keep], reg[keep]))
+            # -- stage 3: O-Net
+            boxes = boxes[self._valid(boxes, w, h)]
+            if len(boxes) == 0:
+                return empty
+            reg, pts, prob = self.onet(self._crops(img, boxes, 48))
+            score = prob[:, 1].cpu().numpy()
+            ok = score > THRESHOLDS[2]
+            boxes = np.column_stack([boxes[ok, :4], score[ok]])
+            pts = pts.cpu().numpy()[ok]
+            reg = reg.cpu().numpy()[ok]
+            bw = boxes[:, 2] - boxes[:, 0] + 1
+            bh = boxes[:, 3] - boxes[:, 1] + 1
+            px = bw[:, None] * pts[:, :5] + boxes[:, 0:1] - 1
+            py = bh[:, None] * pts[:, 5:] + boxes[:, 1:2] - 1
+            points = np.stack([px, py], axis=2)
+            boxes = _regress(boxes, reg)
+            keep = _nms(boxes[:, :4], boxes[:, 4], 0.7, "min")
+        return Detections(boxes[keep, :4].astype(np.float32), boxes[keep, 4].astype(np.float32),
+                          points[keep].astype(np.float32))
+
+    @staticmethod
+    def _valid(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
+        """Boxes with a non-empty part inside the image (others cannot be cropped)."""
+        b = np.trunc(boxes[:, :4])
+        return (np.minimum(b[:, 2], w) > np.maximum(b[:, 0], 1) - 1) & (np.minimum(b[:, 3], h) > np.maximum(b[:, 1], 1) - 1)
+
+
+_detectors: dict = {}
+_detectors_lock = threading.Lock()
+
+
+def get_detector(path: str | Path, device: str | torch.device = "cpu") -> MTCNN:
+    """The detector in ``path`` on ``device``, loaded once per process."""
+    key = (str(path), str(torch.device(device)))
+    with _detectors_lock:
+        if key not in _detectors:
+            _detectors[key] = MTCNN.load(path, device)
+        return _detectors[key]
