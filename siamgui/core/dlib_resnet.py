@@ -81,7 +81,13 @@ class DlibResNet(Encoder):
         self.head = nn.Linear(cin, embedding_dim, bias=False)
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
-        x = F.max_pool2d(F.relu(self.stem(x)), 3, 2)
+        x = F.relu(self.stem(x))
+        if x.device.type == "cpu" and not x.is_contiguous(memory_format=torch.channels_last):
+            # The same maxima, from the channels-last kernel: PyTorch's NCHW CPU max pool
+            # took 5.8 ms of a 4-face forward here, the channels-last one 0.2 ms.
+            x = F.max_pool2d(x.contiguous(memory_format=torch.channels_last), 3, 2).contiguous()
+        else:
+            x = F.max_pool2d(x, 3, 2)
         x = self.units(x)
         return x.mean(dim=(2, 3))
 
