@@ -36,6 +36,8 @@ def main(argv=None) -> int:
     ap.add_argument("--face", choices=("largest", "centre", "whole"), default="largest",
                     help="which face of a photo with several: the largest (the app's default) or the one "
                          "nearest the centre (LFW's convention: photos are framed on the labelled person)")
+    ap.add_argument("--detector", choices=("haar", "mtcnn"),
+                    help="face detector to use instead of the model file's (for comparing detectors)")
     ap.add_argument("--json", help="write the figures to this JSON file")
     ap.add_argument("--save", help="write per-image embeddings (plain and mirrored), landmarks and modes to "
                                    "this .npz, for offline analysis")
@@ -51,6 +53,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     protocols = {Path(f).name: read_lfw_pairs(f, args.root) for f in args.pairs}
     verifier = Verifier(args.model or bundled_model_path(), device="cpu")
+    if args.detector:  # the preprocessor reads this same dict
+        verifier.loaded.spec.face["detector"] = args.detector
     images = sorted({p for pairs, _ in protocols.values() for a, b, _ in pairs for p in (a, b)})
     index = {p: i for i, p in enumerate(images)}
     n = len(images)
@@ -86,7 +90,7 @@ def main(argv=None) -> int:
     for _ in range(20):
         verifier.embed_prepared(one)
     t_single, cpu_single = (time.perf_counter() - t) / 20, (time.process_time() - c) / 20
-    common = {"face_policy": args.face, "images": n, "detector_misses": len(misses), "several_faces": multi, "flip_average": verifier.flip_average,
+    common = {"face_policy": args.face, "detector": verifier.loaded.spec.face.get("detector"), "images": n, "detector_misses": len(misses), "several_faces": multi, "flip_average": verifier.flip_average,
               "threads": args.threads, "ms_per_face_detect_align": 1000 * t_prep / n,
               "ms_per_face_embed_batched": 1000 * t_embed / n, "ms_per_face_embed_batch1": 1000 * t_single,
               "cpu_ms_per_face_detect_align": 1000 * cpu_prep / n, "cpu_ms_per_face_embed_batched": 1000 * cpu_embed / n,

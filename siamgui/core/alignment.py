@@ -2,19 +2,21 @@
 
 Aligner ``"dlib5"`` (used by the bundled dlib face model):
 
-1. detect faces with OpenCV's Haar cascade (as :func:`siamgui.core.face.find_faces`) and
-   take the largest *confident* box (:func:`choose_face`);
-2. turn the chosen Haar box into the box dlib's landmark model expects (a fixed
-   scale and shift, measured on LFW DevTrain images: Haar boxes are larger and
-   sit higher than dlib's HOG boxes);
+1. detect faces with the detector the model's ``face.detector`` names: ``"mtcnn"``
+   (:mod:`siamgui.core.mtcnn`, the bundled model's) or ``"haar"`` (OpenCV's cascade,
+   as :func:`siamgui.core.face.find_faces`), and take the largest *confident* box
+   (:func:`choose_face`);
+2. turn the chosen box into the box dlib's landmark model expects (a fixed
+   scale and shift per detector, measured on LFW DevTrain images: Haar boxes are
+   larger and sit higher than dlib's HOG boxes, MTCNN's are taller);
 3. find 5 landmarks with dlib's shape predictor (:mod:`siamgui.core.landmarks`),
    then ``refine`` times re-fit the box to those landmarks and predict again,
    so the result depends little on the detector's box;
 4. warp to dlib's 150x150 face chip (5-point template, padding 0.25) exactly
    as ``dlib.get_face_chip`` does.
 
-When no face is detected, a relaxed second Haar pass (finer scales, 2 neighbours)
-is tried and its box nearest the centre used; when that finds nothing either
+When no face is detected, a relaxed second pass (Haar: finer scales, 2 neighbours;
+MTCNN: faces down to 12 px) is tried and its box nearest the centre used; when that finds nothing either
 under policy ``"largest"``, the landmarks are searched
 from a box in the middle of the image (half its shorter side; mode
 ``"centre"``), so a missed face still gets aligned if it is roughly central;
@@ -38,10 +40,15 @@ from siamgui.core.resources import resources_dir
 #: Haar box (x, y, w, h) -> dlib-style box: centre shift (fractions of w, h) and size factor.
 #: Measured on LFW pairsDevTrain images (median over faces of the landmark-refitted box).
 HAAR_TO_DLIB = {"dx": 0.0, "dy": 0.037, "scale": 0.89}
+#: The same for MTCNN's boxes (300 DevTrain faces: medians dx -0.003, dy 0.014, scale 0.83).
+MTCNN_TO_DLIB = {"dx": 0.0, "dy": 0.014, "scale": 0.83}
+FACE_DETECTORS = ("haar", "mtcnn")
 #: A box counts as a confident face when its neighbour count is at least this fraction of the best's.
 CONFIDENT_FRACTION = 0.5
 #: Side of the fallback box for a missed face, as a fraction of the image's shorter side.
 MISS_BOX_FRACTION = 0.5
+#: A face box with less than this fraction inside the image counts as cut by the border.
+WHOLE_FRACTION = 0.9
 
 
 def landmark_model_path(cfg: dict):
@@ -51,7 +58,9 @@ def landmark_model_path(cfg: dict):
     return resources_dir() / "models" / name
 
 
-def haar_to_dlib_box(box: tuple[int, int, int, int], cal: dict | None = None) -> tuple[float, float, float, float]:
+def haar_to_dlib_box(box: tuple[float, float, float, float], cal: dict | None = None
+                     ) -> tuple[float, float, float, float]:
+    """A detector's box (x, y, w, h) -> dlib's (left, top, right, bottom) by calibration ``cal``."""
     cal = cal or HAAR_TO_DLIB
     x, y, w, h = box
     side = max(w, h) * cal["scale"]
@@ -108,6 +117,50 @@ def detect_faces(rgb: np.ndarray, min_size_fraction: float = 0.12, relaxed: bool
     return out
 
 
+def detector_model_path(cfg: dict):
+    name = str(cfg.get("detector_file", "mtcnn.safetensors"))
+    if "/" in name or "\\" in name or name.startswith("."):
+        raise ModelFileError(f"The model names an invalid face detector file {name!r}.")
+    return resources_dir() / "models" / name
+
+
+def detect_faces_mtcnn(rgb: np.ndarray, cfg: dict, min_size_fraction: float = 0.12, relaxed: bool = False
+                       ) -> list[tuple[tuple[float, float, float, float], float]]:
+    """MTCNN boxes (x, y, w, h) in pixels (floats) with their scores, largest first.
+
+    Faces smaller than ``min_size_fraction`` of the image's shorter side (at
+    least 20 px) are not searched, as with the Haar detector; ``relaxed`` searches
+    down to 12 px. Runs on ``cfg["device"]`` (the encoder's; default the CPU).
+    """
+    from siamgui.core import mtcnn
+
+    path = detector_model_path(cfg)
+    if not path.is_file():
+        raise ModelFileError(f"The face detector {path.name} is missing (looked in {path.parent}).")
+    det = mtcnn.get_detector(path, cfg.get("device", "cpu"))
+    h, w = rgb.shape[:2]
+    min_face = 12 if relaxed else max(20, int(min(h, w) * min_size_fraction))
+    found = det.detect(rgb, min_face)
+    out = [((float(x1), float(y1), float(x2 - x1), float(y2 - y1)), float(sc))
+           for (x1, y1, x2, y2), sc in zip(found.boxes, found.scores)]
+    out.sort(key=lambda bs: bs[0][2] * bs[0][3], reverse=True)
+    return out
+
+
+def _int_box(box) -> tuple[int, int, int, int]:
+    return tuple(int(round(v)) for v in box)
+
+
+def inside_fraction(box, size: tuple[int, int]) -> float:
+    """The fraction of box (x, y, w, h) that lies inside an image of ``size`` (w, h)."""
+    x, y, w, h = (float(v) for v in box)
+    if w <= 0 or h <= 0:
+        return 0.0
+    iw = max(0.0, min(x + w, size[0]) - max(x, 0.0))
+    ih = max(0.0, min(y + h, size[1]) - max(y, 0.0))
+    return iw * ih / (w * h)
+
+
 def choose_face(detections, policy: str = "largest", size: tuple[int, int] | None = None) -> int:
     """Index of the face to use among confident boxes (neighbour count at least half the best one's).
 
@@ -115,12 +168,17 @@ def choose_face(detections, policy: str = "largest", size: tuple[int, int] | Non
     larger than the real face (a box around head and shoulders, or on the
     background), but they gather far fewer neighbouring detections, and landmarks
     started from them go wrong (on LFW DevTrain this rule beat the plain largest box:
-    98.7 % against 98.4 % best accuracy). ``"centre"``: the box nearest the centre
-    of the image ``size`` (w, h), whatever its count: the convention of LFW, whose
-    photos are framed on the labelled person.
+    98.7 % against 98.4 % best accuracy). When the image ``size`` (w, h) is given, a
+    face cut by the image border (less than :data:`WHOLE_FRACTION` of its box inside)
+    is passed over for a whole one: MTCNN finds half faces at the edge of a frame,
+    often larger than the person in the middle. ``"centre"``: the box nearest the
+    centre of the image, whatever its count: the convention of LFW, whose photos are
+    framed on the labelled person.
     """
     best = max(n for _, n in detections)
     confident = [k for k, (_, n) in enumerate(detections) if n >= CONFIDENT_FRACTION * best] or [0]
+    if size is not None:
+        confident = [k for k in confident if inside_fraction(detections[k][0], size) >= WHOLE_FRACTION] or confident
     if policy == "centre" and size is not None:
         cx, cy = size[0] / 2.0, size[1] / 2.0
 
@@ -137,25 +195,32 @@ def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> 
     if policy not in ("largest", "whole", "centre"):
         raise ValueError(f"Unknown face policy {policy!r}")
     rgb = np.asarray(image)
-    detections = detect_faces(rgb)
+    detector = str(cfg.get("detector", "haar"))
+    if detector not in FACE_DETECTORS:
+        raise ModelFileError(f"Unknown face detector {detector!r} in the model's preprocessing.")
+    if detector == "mtcnn":
+        detect, cal = (lambda relaxed=False: detect_faces_mtcnn(rgb, cfg, relaxed=relaxed)), MTCNN_TO_DLIB
+    else:
+        detect, cal = (lambda relaxed=False: detect_faces(rgb, relaxed=relaxed)), HAAR_TO_DLIB
+    detections = detect()
     boxes = [b for b, _ in detections]
-    info = FaceInfo(boxes=boxes)
+    info = FaceInfo(boxes=[_int_box(b) for b in boxes])
     if policy == "whole":
         crop = image.crop(tuple(int(round(v)) for v in centre_square(image.size)))
         return crop.resize((out_size, out_size), Image.BILINEAR, reducing_gap=3.0), info
     grey = grey_intensity(rgb)
     if not boxes and policy != "whole":
         # Second, relaxed pass; its boxes are less reliable, so the one nearest the centre is used.
-        detections = detect_faces(rgb, relaxed=True)
+        detections = detect(relaxed=True)
         boxes = [b for b, _ in detections]
-        info.boxes = boxes
+        info.boxes = [_int_box(b) for b in boxes]
         if boxes:
             policy = "centre"
             detections = [(b, 1) for b in boxes]
     if boxes:
         k = choose_face(detections, policy, image.size)
-        pts = landmarks_for_box(rgb, haar_to_dlib_box(boxes[k]), cfg, grey)
-        info.used_box = boxes[k]
+        pts = landmarks_for_box(rgb, haar_to_dlib_box(boxes[k], cal), cfg, grey)
+        info.used_box = _int_box(boxes[k])
         info.mode = "face"
     else:
         info.mode = "centre"

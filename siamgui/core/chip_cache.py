@@ -66,7 +66,7 @@ def _file_digest(path) -> str:
 
 
 #: The modules whose code decides what a prepared chip looks like.
-_CODE_FILES = ("images.py", "preprocess.py", "face.py", "alignment.py", "landmarks.py")
+_CODE_FILES = ("images.py", "preprocess.py", "face.py", "alignment.py", "landmarks.py", "mtcnn.py")
 
 
 def _code_digest() -> str:
@@ -95,6 +95,13 @@ def spec_key(spec: PreprocessSpec) -> str:
             parts["landmarks"] = _file_digest(landmark_model_path(face))
         except (ImportError, OSError, ValueError):
             parts["landmarks"] = None
+    if face.get("detector") == "mtcnn":
+        try:
+            from siamgui.core.alignment import detector_model_path
+
+            parts["detector"] = _file_digest(detector_model_path(face))
+        except (ImportError, OSError, ValueError):
+            parts["detector"] = None
     blob = json.dumps(parts, sort_keys=True, default=str).encode()
     return hashlib.sha1(blob).hexdigest()[:16]
 

@@ -112,20 +112,28 @@ class Detections:
         return len(self.boxes)
 
 
-def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union") -> np.ndarray:
-    """Greedy non-maximum suppression with the +1 pixel areas (MTCNN's last stage); kept indices."""
+def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union",
+         plus_one: bool = True) -> np.ndarray:
+    """Greedy non-maximum suppression; kept indices, best first.
+
+    A box is dropped when its overlap with a kept one exceeds ``threshold``:
+    intersection over union, or over the smaller box (``method="min"``, MTCNN's last
+    stage). ``plus_one`` counts areas in whole pixels (``x2 - x1 + 1``) as MTCNN's last
+    stage does; its first two stages use torchvision's NMS, which does not.
+    """
     if len(boxes) == 0:
         return np.empty(0, np.intp)
+    one = 1.0 if plus_one else 0.0
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
-    area = (x2 - x1 + 1) * (y2 - y1 + 1)
-    order = np.argsort(scores, kind="stable")
+    area = (x2 - x1 + one) * (y2 - y1 + one)
+    order = np.argsort(-scores, kind="stable")
     keep = []
     while order.size:
-        i = order[-1]
+        i = order[0]
         keep.append(i)
-        rest = order[:-1]
-        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + 1)
-        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + 1)
+        rest = order[1:]
+        w = np.maximum(0.0, np.minimum(x2[i], x2[rest]) - np.maximum(x1[i], x1[rest]) + one)
+        h = np.maximum(0.0, np.minimum(y2[i], y2[rest]) - np.maximum(y1[i], y1[rest]) + one)
         inter = w * h
         if method == "min":
             overlap = inter / np.minimum(area[i], area[rest])
@@ -136,13 +144,8 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = 
 
 
 def _nms_union(boxes: np.ndarray, threshold: float) -> np.ndarray:
-    """torchvision's NMS (intersection over union, areas without the +1) on columns 0-4."""
-    from torchvision.ops import nms
-
-    if len(boxes) == 0:
-        return np.empty(0, np.intp)
-    b = torch.from_numpy(np.ascontiguousarray(boxes[:, :4], np.float32))
-    return nms(b, torch.from_numpy(np.ascontiguousarray(boxes[:, 4], np.float32)), threshold).numpy()
+    """Stages 1 and 2: IoU without the +1 (torchvision's, which the reference uses) on columns 0-4."""
+    return _nms(boxes[:, :4].astype(np.float32), boxes[:, 4].astype(np.float32), threshold, "union", plus_one=False)
 
 
 def _square(boxes: np.ndarray) -> np.ndarray:
@@ -175,9 +178,11 @@ class MTCNN:
 
     def __init__(self, pnet: PNet, rnet: RNet, onet: ONet, device: str | torch.device = "cpu", meta: dict | None = None):
         self.device = torch.device(device)
-        self.pnet = pnet.to(self.device).eval()
-        self.rnet = rnet.to(self.device).eval()
-        self.onet = onet.to(self.device).eval()
+        # channels-last: the networks' max pools are about 5x faster that way on the CPU
+        cl = torch.channels_last
+        self.pnet = pnet.to(self.device, memory_format=cl).eval()
+        self.rnet = rnet.to(self.device, memory_format=cl).eval()
+        self.onet = onet.to(self.device, memory_format=cl).eval()
         self.meta = meta or {}
 
     @classmethod
@@ -211,7 +216,7 @@ class MTCNN:
         crops = []
         for k in range(len(b)):
             crops.append(F.interpolate(img[:, :, y1[k] - 1:y2[k], x1[k] - 1:x2[k]], size=(size, size), mode="area"))
-        return (torch.cat(crops) - 127.5) * 0.0078125
+        return ((torch.cat(crops) - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
 
     def detect(self, rgb: np.ndarray, min_face: int = 20) -> Detections:
         """Faces in an RGB (or grey) uint8 image, highest score first."""
@@ -236,7 +241,7 @@ class MTCNN:
             found = []
             for s in scales:
                 x = F.interpolate(img, size=(int(h * s + 1), int(w * s + 1)), mode="area")
-                reg, prob = self.pnet((x - 127.5) * 0.0078125)
+                reg, prob = self.pnet(((x - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last))
                 p = prob[0, 1].cpu().numpy()
                 ys, xs = np.nonzero(p >= THRESHOLDS[0])
                 if len(ys) == 0:

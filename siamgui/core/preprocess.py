@@ -38,7 +38,7 @@ class PreprocessSpec:
     #: Per-channel mean and std in pixel units (0-255).
     mean: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     std: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
-    #: Face handling: None, or {"detector": "haar", "margin": float, "align": "box"}.
+    #: Face handling: None, or {"detector": "mtcnn" | "haar", "margin": float, "align": "dlib5" | "box", ...}.
     face: dict[str, Any] | None = None
     #: Signature handling.
     invert: bool = False
@@ -80,8 +80,10 @@ class PreprocessSpec:
             for key, value in self.face.items():
                 if key in ("margin", "padding", "refine") and not number(value):
                     raise ValueError(f"face {key} must be a number")
-                if key in ("detector", "align", "landmarks") and not isinstance(value, str):
+                if key in ("detector", "align", "landmarks", "detector_file") and not isinstance(value, str):
                     raise ValueError(f"face {key} must be a name")
+            if self.face.get("detector", "haar") not in ("haar", "mtcnn"):
+                raise ValueError(f"unknown face detector {self.face.get('detector')!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}")
         if not (8 <= int(self.image_size) <= 1024):
@@ -100,7 +102,7 @@ def preset_spec(preset: str, image_size: int | None = None) -> PreprocessSpec:
         # Landmark-aligned chips (5 points, dlib's template) like the bundled model's, at the
         # from-scratch input size: on LFW DevTest they beat the Haar box crop (docs/training.md).
         spec = PreprocessSpec("face", image_size or 64, 3, face={
-            "detector": "haar", "align": "dlib5", "landmarks": "shape_predictor_5.safetensors", "padding": 0.25,
+            "detector": "mtcnn", "align": "dlib5", "landmarks": "shape_predictor_5.safetensors", "padding": 0.25,
             "refine": 1, "margin": 0.15})
     elif preset == "signature":
         spec = PreprocessSpec("signature", image_size or 96, 1, [127.5], [127.5], invert=True, ink_crop=True,
@@ -116,9 +118,11 @@ def preset_spec(preset: str, image_size: int | None = None) -> PreprocessSpec:
 class Preprocessor:
     """Applies a :class:`PreprocessSpec`. Create once, reuse (it is cheap to call)."""
 
-    def __init__(self, spec: PreprocessSpec):
+    def __init__(self, spec: PreprocessSpec, device: str | None = None):
         spec.validate()
         self.spec = spec
+        #: Where a network-based face detector runs (the encoder's device); None: the CPU.
+        self.device = None if device is None else str(device)
         c = spec.channels
         self._mean = torch.tensor(spec.mean, dtype=torch.float32).view(1, c, 1, 1)
         self._inv_std = 1.0 / torch.tensor(spec.std, dtype=torch.float32).view(1, c, 1, 1)
@@ -151,6 +155,8 @@ class Preprocessor:
         """The face-mode crop (before resizing) and what detection found."""
         cfg = self.spec.face or {}
         aligner = face_mod.get_aligner(cfg.get("align", "box"))
+        if self.device is not None:
+            cfg = dict(cfg, device=self.device)
         return aligner(image, cfg, policy, self.spec.image_size)
 
     # -- step 2: uint8 -> normalised float ------------------------------------------
