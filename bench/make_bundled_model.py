@@ -57,17 +57,19 @@ def main(argv=None) -> int:
                               out_dir / "shape_predictor_5.safetensors")
     di.import_face_model(src_dir / SOURCES["face.safetensors"][0], out_dir / "face.safetensors",
                          threshold=args.threshold, metrics=metrics, flip_average=args.flip_average)
-    record = {"_source": {"package": "face_recognition_models 0.3.0 (PyPI sdist)",
+    prov_path = out_dir / "PROVENANCE.json"
+    record = json.loads(prov_path.read_text()) if prov_path.exists() else {}  # keeps other files' entries
+    record.update({"_source": {"package": "face_recognition_models 0.3.0 (PyPI sdist)",
                           "sdist_sha256": SDIST_SHA256, "licence": di.LICENCE,
                           "note": "The sdist's LICENSE file is CC0 1.0 and its README says public domain "
                                   "or CC0; its setup.py metadata says MIT. dlib's models are CC0 "
-                                  "(Davis E. King)."}}
+                                  "(Davis E. King)."}})
     for name, (src, digest) in SOURCES.items():
         out = out_dir / name
         out.chmod(0o644)
         record[name] = {"sha256": sha256(out), "bytes": out.stat().st_size, "source_file": src,
                         "source_sha256": digest}
-    (out_dir / "PROVENANCE.json").write_text(json.dumps(record, indent=2) + "\n")
+    prov_path.write_text(json.dumps(record, indent=2) + "\n")
     print(json.dumps(record, indent=2))
     return 0
 
