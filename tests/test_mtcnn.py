@@ -129,3 +129,20 @@ def test_unknown_detector_is_a_model_error():
 
     with pytest.raises(ModelFileError, match="Unknown face detector"):
         get_aligner("dlib5")(Image.new("RGB", (80, 80)), {"detector": "yolo"}, "largest", 150)
+
+
+def test_the_detector_runs_on_the_encoders_device(monkeypatch):
+    from PIL import Image
+
+    from siamgui.core.resources import has_bundled_model
+    from siamgui.core.verifier import Verifier
+
+    if not has_bundled_model():
+        pytest.skip("needs the bundled model")
+    seen = []
+    real = mtcnn.get_detector
+    monkeypatch.setattr(mtcnn, "get_detector", lambda path, device="cpu": seen.append(str(device)) or real(path, device))
+    v = Verifier(None, device="cpu")
+    assert v.loaded.spec.face["detector"] == "mtcnn"
+    v.prepare(Image.new("RGB", (64, 64), (120, 110, 100)))
+    assert seen and set(seen) == {str(v.device)}

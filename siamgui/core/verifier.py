@@ -101,7 +101,7 @@ class Verifier:
         self.device_choice: DeviceChoice = select_device(device)
         self.device = self.device_choice.device
         self.network = self.loaded.network.to(self.device).eval()
-        self.preprocessor = Preprocessor(self.loaded.spec)
+        self.preprocessor = Preprocessor(self.loaded.spec, device=str(self.device))  # face detector on the same device
         self.distance = get_distance(self.loaded.distance)
         self.model_threshold = self.loaded.threshold
         self.threshold = float(threshold) if threshold is not None else self.model_threshold
