@@ -24,11 +24,12 @@ from siamgui.core.resources import bundled_model_path
 # -- the C allocator: keep large freed blocks instead of unmapping them --------------
 #: glibc serves blocks over 128 KiB (torch activations, NumPy temporaries of a chip)
 #: with mmap and unmaps them on free, so every forward pass and every chip pays fresh
-#: page faults for its temporaries. Serving blocks up to 32 MiB from the heap and
-#: keeping up to 128 MiB of freed heap: a warm face compare went from ~2,000-2,600
-#: minor page faults to ~0 and from 5-8 to 2 ms of system time; on the busy shared
-#: 2-core machine its best time fell from 225 to 132 ms. A process-wide setting, made
-#: once; ``SIAMGUI_MALLOC_TUNING=0`` in the environment leaves the allocator alone.
+#: page faults for its temporaries (glibc's own dynamic threshold catches only some).
+#: Serving blocks up to 32 MiB from the heap and keeping up to 128 MiB of freed heap:
+#: a warm face compare went from ~1,900-2,600 minor page faults to ~0 and from 5-8 to
+#: 2 ms of system CPU time; its wall time on an idle machine did not change measurably
+#: (57-60 ms either way). A process-wide setting, made once;
+#: ``SIAMGUI_MALLOC_TUNING=0`` in the environment leaves the allocator alone.
 MALLOC_MMAP_THRESHOLD = 32 << 20
 MALLOC_TRIM_THRESHOLD = 128 << 20
 _malloc_tuned: bool | None = None
