@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,38 +19,6 @@ from siamgui.core.images import ImageSource
 from siamgui.core.modelfile import LoadedModel, load_model
 from siamgui.core.preprocess import Preprocessor, stack_prepared
 from siamgui.core.resources import bundled_model_path
-
-# -- the C allocator: keep large freed blocks instead of unmapping them --------------
-#: glibc serves blocks over 128 KiB (torch activations, NumPy temporaries of a chip)
-#: with mmap and unmaps them on free, so every forward pass and every chip pays fresh
-#: page faults for its temporaries (glibc's own dynamic threshold catches only some).
-#: Serving blocks up to 32 MiB from the heap and keeping up to 128 MiB of freed heap:
-#: a warm face compare went from ~1,900-2,600 minor page faults to ~0 and from 5-8 to
-#: 2 ms of system CPU time; its wall time on an idle machine did not change measurably
-#: (57-60 ms either way). A process-wide setting, made once;
-#: ``SIAMGUI_MALLOC_TUNING=0`` in the environment leaves the allocator alone.
-MALLOC_MMAP_THRESHOLD = 32 << 20
-MALLOC_TRIM_THRESHOLD = 128 << 20
-_malloc_tuned: bool | None = None
-
-
-def tune_memory_allocator() -> bool:
-    """Raise glibc's mmap and trim thresholds (once per process); False where unavailable."""
-    global _malloc_tuned
-    if _malloc_tuned is None:
-        _malloc_tuned = False
-        if sys.platform.startswith("linux") and os.environ.get("SIAMGUI_MALLOC_TUNING", "1") != "0":
-            try:
-                import ctypes
-
-                mallopt = ctypes.CDLL(None).mallopt  # glibc; musl's returns 0 (ignored)
-                m_trim_threshold, m_mmap_threshold = -1, -3
-                _malloc_tuned = bool(mallopt(m_trim_threshold, MALLOC_TRIM_THRESHOLD)
-                                     and mallopt(m_mmap_threshold, MALLOC_MMAP_THRESHOLD))
-            except (OSError, AttributeError):
-                pass
-    return _malloc_tuned
-
 
 # -- a guard the GUI installs so that its own thread never runs a forward pass ----
 _forbidden_threads: set[int] = set()
@@ -94,7 +61,6 @@ class Verifier:
 
     def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "auto",
                  threshold: float | None = None):
-        tune_memory_allocator()
         if isinstance(model, LoadedModel):
             self.loaded = model
         else:
@@ -127,48 +93,6 @@ class Verifier:
     def prepare(self, image: ImageSource, *, face_policy: str = "largest", bgr: bool = False
                 ) -> tuple[np.ndarray, FaceInfo | None]:
         return self.preprocessor.prepare(image, face_policy=face_policy, bgr=bgr)
-
-    #: Prepare the two images of a :meth:`compare` at the same time (face models only).
-    #: Off by default: on 2 cores it did not pay, as both detectors already use both
-    #: cores (OpenCV's Haar cascade, under a lock, and MTCNN's torch threads) and the
-    #: landmark and chip code mostly holds the GIL. Measured on an idle machine, median
-    #: of 80 compares of LFW pairs: Haar 67.1 -> 65.8 ms, MTCNN 62.4 -> 75.9 ms (worse:
-    #: two torch thread teams on 2 cores). May pay with more cores than threads in use.
-    parallel_prepare: bool = False
-
-    def _prepare_pair(self, image_a: ImageSource, image_b: ImageSource, face_policy: str, bgr: bool):
-        """``(prepare(image_a), prepare(image_b))``, B on a short-lived helper thread.
-
-        The helper is started and joined within the call (no thread outlives it, so
-        nothing needs closing). If both fail, A's error is raised, as sequential code
-        would; errors are re-raised unchanged (same type, same message).
-        """
-        if not (self.parallel_prepare and self.face_mode) or (
-                image_a is image_b and not isinstance(image_a, (str, os.PathLike, bytes))):
-            # (one PIL image or array object twice: loaded lazily, so not from two threads)
-            return (self.prepare(image_a, face_policy=face_policy, bgr=bgr),
-                    self.prepare(image_b, face_policy=face_policy, bgr=bgr))
-        box: dict = {}
-
-        def run_b():
-            try:
-                box["value"] = self.prepare(image_b, face_policy=face_policy, bgr=bgr)
-            except BaseException as exc:  # noqa: BLE001 - handed to the caller's thread below
-                box["error"] = exc
-
-        helper = threading.Thread(target=run_b, name="siamgui-compare-prepare", daemon=True)
-        helper.start()
-        try:
-            a = self.prepare(image_a, face_policy=face_policy, bgr=bgr)
-        finally:
-            helper.join()
-        if "error" in box:
-            error = box.pop("error")
-            try:
-                raise error
-            finally:
-                del error  # no reference cycle through the traceback
-        return a, box["value"]
 
     # -- embeddings ------------------------------------------------------------------
     def embed_prepared(self, arrays: Sequence[np.ndarray] | torch.Tensor, batch_size: int = 64) -> torch.Tensor:
@@ -210,7 +134,8 @@ class Verifier:
 
     def compare(self, image_a: ImageSource, image_b: ImageSource, *, threshold: float | None = None,
                 face_policy: str = "largest", bgr: bool = False) -> Comparison:
-        (arr_a, info_a), (arr_b, info_b) = self._prepare_pair(image_a, image_b, face_policy, bgr)
+        arr_a, info_a = self.prepare(image_a, face_policy=face_policy, bgr=bgr)
+        arr_b, info_b = self.prepare(image_b, face_policy=face_policy, bgr=bgr)
         result = self.compare_prepared(arr_a, arr_b, threshold)
         result.faces = (info_a, info_b)
         if self.face_mode:
