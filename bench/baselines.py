@@ -6,8 +6,10 @@ same process run as siamgui's own code:
 - :class:`TutorialVerifier`: PIL ``open`` per image, the face crop the model's
   preset asks for (the same function siamgui uses: Haar box or dlib 5-point
   alignment), a torchvision ``Compose`` built per call, one forward pass per image
-  under ``torch.no_grad``, ``F.pairwise_distance``. Nothing is reused between
-  calls except the loaded model (as tutorials load it once at the top).
+  under ``torch.no_grad`` (and a second one for the mirror image when the model's
+  metadata asks for flip averaging, as siamgui's does: the same work),
+  ``F.pairwise_distance``. Nothing is reused between calls except the loaded model
+  (as tutorials load it once at the top).
 - :func:`naive_train`: a ``Dataset`` that decodes both images of a pair from disk
   (and crops the face per the preset) on every access, a ``DataLoader`` with no workers, no
   prefetch and no cache, two forward passes per batch, the contrastive loss.
@@ -57,11 +59,13 @@ def preset_face_crop(img: Image.Image, spec) -> Image.Image:
 class TutorialVerifier:
     """Compare two image files the plain tutorial way (see the module doc)."""
 
-    def __init__(self, network: torch.nn.Module, spec, threshold: float, distance: str = "euclidean"):
+    def __init__(self, network: torch.nn.Module, spec, threshold: float, distance: str = "euclidean",
+                 flip_average: bool = False):
         self.model = network.eval()
         self.spec = spec
         self.threshold = threshold
         self.distance = distance
+        self.flip_average = flip_average
 
     def _transform(self):
         s = self.spec
@@ -78,8 +82,12 @@ class TutorialVerifier:
         if self.spec.channels == 1:
             img = img.convert("L")
         x = self._transform()(img).unsqueeze(0)
+        forward = self.model.embed if hasattr(self.model, "embed") else self.model
         with torch.no_grad():
-            return self.model.embed(x) if hasattr(self.model, "embed") else self.model(x)
+            z = forward(x)
+            if self.flip_average:  # the mirror image through its own forward pass
+                z = (z + forward(x.flip(3))) / 2
+        return z
 
     def compare(self, path_a: str, path_b: str) -> tuple[float, bool]:
         ea = self.embed_one(path_a)
@@ -178,7 +186,8 @@ def _main(argv: list[str]) -> int:
     from siamgui.core.modelfile import load_model
 
     loaded = load_model(argv[1])
-    v = TutorialVerifier(loaded.network, loaded.spec, loaded.threshold, loaded.distance)
+    v = TutorialVerifier(loaded.network, loaded.spec, loaded.threshold, loaded.distance,
+                         bool((loaded.meta.get("embedding") or {}).get("flip_average", False)))
     d, same = v.compare(argv[2], argv[3])
     print(json.dumps({"distance": d, "same": same}))
     return 0

@@ -26,7 +26,8 @@ def measure_compare(model_path, images: list[str], rounds: int = 5, pairs_per_ro
     from siamgui.core.verifier import Verifier
 
     ours = Verifier(str(model_path), device="cpu")
-    base = TutorialVerifier(ours.loaded.network, ours.loaded.spec, ours.threshold, ours.loaded.distance)
+    base = TutorialVerifier(ours.loaded.network, ours.loaded.spec, ours.threshold, ours.loaded.distance,
+                            ours.flip_average)
     pairs = [(images[i], images[(i + 1) % len(images)]) for i in range(len(images))]
     # warm-up: first calls pay lazy imports, the cascade load and oneDNN kernel selection
     for a, b in pairs[:2]:
@@ -74,10 +75,13 @@ def measure_embed(model_path, images: list[str], rounds: int = 3, batches=(1, 8,
     net = v.network
     norm = v.preprocessor.normalize
 
-    def baseline(n):  # the tutorial: one image at a time, no_grad, nothing batched
+    def baseline(n):  # the tutorial: one image at a time (and its mirror, when ours averages it), no_grad
         with torch.no_grad():
             for i in range(n):
-                net.embed(norm(batch_u8[i:i + 1]))
+                x = norm(batch_u8[i:i + 1])
+                z = net.embed(x)
+                if v.flip_average:
+                    z = (z + net.embed(x.flip(3))) / 2
 
     out = {}
     v.embed_prepared(batch_u8[:8], batch_size=8)
@@ -106,7 +110,7 @@ def measure_face(model_path, images: list[str], rounds: int = 3, n: int = 8) -> 
     from siamgui.core.verifier import Verifier
 
     v = Verifier(str(model_path), device="cpu")
-    base = TutorialVerifier(v.loaded.network, v.loaded.spec, v.threshold, v.loaded.distance)
+    base = TutorialVerifier(v.loaded.network, v.loaded.spec, v.threshold, v.loaded.distance, v.flip_average)
 
     def ours(path):
         arr, _ = v.prepare(path)

@@ -38,12 +38,14 @@ def test_run_child_reports_that_childs_own_peak_rss():
     assert big[2] > small[2] + 150  # MB: the 200 MB buffer shows in the big child only
 
 
-def test_tutorial_baseline_gives_the_verifiers_distance(tiny_model, shapes_dir):
+@pytest.mark.parametrize("flip", [False, True])
+def test_tutorial_baseline_gives_the_verifiers_distance(tiny_model, shapes_dir, flip):
     from bench.baselines import TutorialVerifier
     from siamgui.core.verifier import Verifier
 
     v = Verifier(str(tiny_model), device="cpu")
-    base = TutorialVerifier(v.loaded.network, v.loaded.spec, v.threshold, v.loaded.distance)
+    v.flip_average = flip  # the same work on both sides, mirror averaging included
+    base = TutorialVerifier(v.loaded.network, v.loaded.spec, v.threshold, v.loaded.distance, flip)
     files = sorted(str(p) for p in Path(shapes_dir).rglob("*.png"))
     for a, b in [(files[0], files[1]), (files[0], files[-1])]:
         ours = v.compare(a, b)

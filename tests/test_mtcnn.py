@@ -47,8 +47,10 @@ def _nms_by_hand(boxes, scores, threshold, use_min, one=1.0):
     return keep
 
 
+@pytest.mark.parametrize("matrix_max", [1000, 0], ids=["overlap-matrix", "row-by-row"])
 @pytest.mark.parametrize("method,plus_one", [("union", True), ("min", True), ("union", False)])
-def test_nms_matches_a_hand_loop(method, plus_one):
+def test_nms_matches_a_hand_loop(method, plus_one, matrix_max, monkeypatch):
+    monkeypatch.setattr(mtcnn, "_NMS_MATRIX_MAX", matrix_max)  # both ways of computing it
     rng = np.random.default_rng(4)
     xy = rng.uniform(0, 80, (60, 2))
     wh = rng.uniform(5, 40, (60, 2))

@@ -112,6 +112,10 @@ class Detections:
         return len(self.boxes)
 
 
+#: Up to this many boxes, NMS computes the whole overlap matrix (4 MB in float32) at once.
+_NMS_MATRIX_MAX = 1000
+
+
 def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = "union",
          plus_one: bool = True) -> np.ndarray:
     """Greedy non-maximum suppression; kept indices, best first.
@@ -127,6 +131,23 @@ def _nms(boxes: np.ndarray, scores: np.ndarray, threshold: float, method: str = 
     x1, y1, x2, y2 = boxes[:, 0], boxes[:, 1], boxes[:, 2], boxes[:, 3]
     area = (x2 - x1 + one) * (y2 - y1 + one)
     order = np.argsort(-scores, kind="stable")
+    if len(order) <= _NMS_MATRIX_MAX:  # all overlaps at once, then one cheap greedy pass
+        xx1, yy1, xx2, yy2, ar = x1[order], y1[order], x2[order], y2[order], area[order]
+        w = np.maximum(0.0, np.minimum(xx2[:, None], xx2[None, :]) - np.maximum(xx1[:, None], xx1[None, :]) + one)
+        h = np.maximum(0.0, np.minimum(yy2[:, None], yy2[None, :]) - np.maximum(yy1[:, None], yy1[None, :]) + one)
+        inter = w * h
+        if method == "min":
+            overlap = inter / np.minimum(ar[:, None], ar[None, :])
+        else:
+            overlap = inter / (ar[:, None] + ar[None, :] - inter)
+        suppress = overlap > threshold
+        alive = np.ones(len(order), bool)
+        keep = []
+        for k in range(len(order)):
+            if alive[k]:
+                keep.append(order[k])
+                alive[k + 1:] &= ~suppress[k, k + 1:]
+        return np.asarray(keep, np.intp)
     keep = []
     while order.size:
         i = order[0]
