@@ -148,3 +148,25 @@ def test_the_detector_runs_on_the_encoders_device(monkeypatch):
     assert v.loaded.spec.face["detector"] == "mtcnn"
     v.prepare(Image.new("RGB", (64, 64), (120, 110, 100)))
     assert seen and set(seen) == {str(v.device)}
+
+
+@pytest.mark.lfw
+def test_large_photos_are_searched_on_a_reduced_copy_in_full_size_coordinates(monkeypatch):
+    if not lfw_available():
+        pytest.skip("needs the shared LFW data")
+    from PIL import Image
+
+    from siamgui.core import alignment
+
+    img = Image.open(LFW_ROOT / "Colin_Powell/Colin_Powell_0001.jpg").convert("RGB")
+    small = alignment.detect_faces_mtcnn(np.asarray(img), {})
+    big = np.asarray(img.resize((2000, 2000), Image.BICUBIC))
+    seen = []
+    real = mtcnn.MTCNN.detect
+    monkeypatch.setattr(mtcnn.MTCNN, "detect", lambda self, rgb, min_face=20: seen.append(rgb.shape) or real(self, rgb, min_face))
+    large = alignment.detect_faces_mtcnn(big, {})
+    assert seen == [(alignment.DETECT_MAX_SIDE, alignment.DETECT_MAX_SIDE, 3)]
+    (x, y, w, h), _ = small[0]
+    (bx, by, bw, bh), _ = large[0]
+    k = 2000 / 250
+    assert abs(bx - k * x) < 0.08 * k * w and abs(by - k * y) < 0.08 * k * h and abs(bw / (k * w) - 1) < 0.1
