@@ -141,8 +141,9 @@ def main() -> int:
     model_in_checkout = (ROOT / "resources" / "models" / "face.safetensors").is_file()
     gui_in_checkout = (ROOT / "siamgui" / "gui" / "app.py").is_file()
     expected = ["resources/icons/siamgui.png", "cv2/data/haarcascade_frontalface_default.xml"]
-    if model_in_checkout:
-        expected.append("resources/models/face.safetensors")
+    if model_in_checkout:  # the network, its face detector and its landmark model
+        expected += ["resources/models/face.safetensors", "resources/models/mtcnn.safetensors",
+                     "resources/models/shape_predictor_5.safetensors"]
     for rel in expected:
         if (inner / rel).is_file():
             say(f"ok   bundle has {rel}")
