@@ -46,9 +46,10 @@ def draw_face(size: int = 200) -> np.ndarray:
 
 
 def two_faces() -> np.ndarray:
+    """A large face and one of under half its area (so the large one is the main face)."""
     img = np.full((260, 460, 3), 235, np.uint8)
     img[20:220, 10:210] = draw_face(200)
-    img[60:220, 260:420] = draw_face(160)
+    img[80:200, 280:400] = draw_face(120)
     return img
 
 

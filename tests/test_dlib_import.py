@@ -326,6 +326,21 @@ def test_choose_face_prefers_confident_boxes():
     assert choose_face([((0, 0, 50, 50), 9)]) == 0
 
 
+def test_choose_face_takes_the_main_face():
+    from siamgui.core.alignment import choose_face
+
+    size = (400, 200)
+    big_left = ((10, 40, 120, 120), 0.99)
+    similar_centre = ((150, 50, 100, 100), 0.99)  # 0.69x the area, in the middle
+    small_centre = ((170, 70, 60, 60), 0.99)  # 0.25x the area, in the middle
+    cut = ((330, 20, 140, 150), 0.99)  # the biggest, but half outside the frame
+    assert choose_face([big_left, similar_centre], "largest", size) == 1
+    assert choose_face([big_left, small_centre], "largest", size) == 0
+    assert choose_face([cut, big_left, small_centre], "largest", size) == 1
+    assert choose_face([big_left, similar_centre], "largest") == 0  # no size: the largest
+    assert choose_face([big_left, small_centre], "centre", size) == 1
+
+
 def test_aligner_without_a_face_uses_the_centre():
     from PIL import Image
 

@@ -241,12 +241,12 @@ def test_face_mode_with_and_without_a_face(qtbot, tiny_model, face_model, images
     assert "No face" in t.slot_b.face_label.text()
     assert "Image B: No face" in t.panel.notes_label.text()
     assert t.slot_a.input_view.image().width() == 32  # the aligned crop the model sees
-    # several faces: the largest is used, the other one is drawn dashed
+    # several faces: the main one (here the largest) is used, the other one is drawn dashed
     with qtbot.waitSignal(t.comparison_finished, timeout=WAIT):
         t.slot_b.set_image_path(images["two"])
     ovb = t.slot_b.view.overlays()
     assert len(ovb) == 2 and [o.dashed for o in ovb] == [False, True]
-    assert "2 faces found; the largest was used" in t.slot_b.face_label.text()
+    assert "2 faces found; the main one" in t.slot_b.face_label.text()
     # the user chooses the whole image instead
     with qtbot.waitSignal(t.comparison_finished, timeout=WAIT):
         t.set_face_policy("whole")

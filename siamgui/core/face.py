@@ -3,7 +3,8 @@
 The detector is OpenCV's Haar cascade shipped in ``cv2.data.haarcascades``.
 :func:`find_faces` returns boxes largest first; :func:`face_chip` cuts the
 square region the model sees. The policy for zero or several faces is the
-caller's: ``"largest"`` (default) uses the biggest face, ``"whole"`` ignores
+caller's: ``"largest"`` (default) uses the main face (:func:`main_face`: the
+biggest, or the most central of faces of similar size), ``"whole"`` ignores
 detection and uses the centre of the whole image.
 """
 
@@ -45,7 +46,7 @@ class FaceInfo:
         if self.count == 0:
             return "No face found; the whole image was compared."
         if self.count > 1 and self.mode == "face":
-            return f"{self.count} faces found; the largest was used."
+            return f"{self.count} faces found; the main one (the largest, or the most central of similar size) was used."
         if self.mode == "whole":
             return "Face detection was bypassed; the whole image was compared."
         return "One face found."
@@ -108,6 +109,25 @@ def find_faces(rgb: np.ndarray, min_size_fraction: float = 0.12) -> list[tuple[i
     return boxes
 
 
+#: Faces at least this fraction of the largest one's area count as "of similar size".
+MAIN_FACE_AREA_FRACTION = 0.5
+
+
+def main_face(boxes, candidates, size: tuple[int, int], fraction: float = MAIN_FACE_AREA_FRACTION) -> int:
+    """Among ``candidates`` (indices into ``boxes``, each x, y, w, h), the face nearest the
+    centre of an image of ``size`` (w, h) of those at least ``fraction`` of the largest
+    one's area: of people of similar size, the one in the middle is the subject."""
+    def area(k):
+        return float(boxes[k][2]) * float(boxes[k][3])
+
+    def dist(k):
+        x, y, w, h = boxes[k]
+        return (x + w / 2.0 - size[0] / 2.0) ** 2 + (y + h / 2.0 - size[1] / 2.0) ** 2
+
+    biggest = max(area(k) for k in candidates)
+    return min((k for k in candidates if area(k) >= fraction * biggest), key=dist)
+
+
 def square_region(box: tuple[int, int, int, int], margin: float) -> tuple[float, float, float, float]:
     """A square (left, top, right, bottom) around ``box`` grown by ``margin`` per side."""
     x, y, w, h = box
@@ -129,9 +149,9 @@ def face_chip(image: Image.Image, margin: float = 0.2, policy: str = "largest") 
     boxes = find_faces(np.asarray(image))
     info = FaceInfo(boxes=boxes)
     if policy == "largest" and boxes:
-        info.used_box = boxes[0]
+        info.used_box = boxes[main_face(boxes, range(len(boxes)), image.size)]
         info.mode = "face"
-        region = square_region(boxes[0], margin)
+        region = square_region(info.used_box, margin)
     else:
         region = centre_square(image.size)
     # PIL crops outside the image with black, which is what we want at borders.
