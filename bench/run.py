@@ -97,7 +97,8 @@ def main(argv: list[str] | None = None) -> int:
     res: dict = {"date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
                  "host_cpus": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
                  "device": "cpu", "quick": q, "load_avg_start": round(os.getloadavg()[0], 2),
-                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY")}
+                 "omp_wait_policy": os.environ.get("OMP_WAIT_POLICY"),
+                 "gomp_spincount": os.environ.get("GOMP_SPINCOUNT")}
     notes: list[str] = []
     for k in MAIN_KEYS:
         if k != "torch_threads":
