@@ -4,8 +4,8 @@ Aligner ``"dlib5"`` (used by the bundled dlib face model):
 
 1. detect faces with the detector the model's ``face.detector`` names: ``"mtcnn"``
    (:mod:`siamgui.core.mtcnn`, the bundled model's) or ``"haar"`` (OpenCV's cascade,
-   as :func:`siamgui.core.face.find_faces`), and take the largest *confident* box
-   (:func:`choose_face`);
+   as :func:`siamgui.core.face.find_faces`), and take the main face among the
+   confident, whole ones (:func:`choose_face`);
 2. turn the chosen box into the box dlib's landmark model expects (a fixed
    scale and shift per detector, measured on LFW DevTrain images: Haar boxes are
    larger and sit higher than dlib's HOG boxes, MTCNN's are taller);
