@@ -335,7 +335,8 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--device", choices=DEVICES, default="auto")
     c.add_argument("--threshold", type=_finite_float, help="override the model's threshold")
     c.add_argument("--face", choices=("largest", "whole"), default="largest",
-                   help="face models: use the largest face (default) or the whole image")
+                   help="face models: use the main face (default: the largest, or the most central "
+                        "of similar size) or the whole image")
     c.add_argument("--json", action="store_true", help="print one JSON object")
     c.set_defaults(func=cmd_compare)
 

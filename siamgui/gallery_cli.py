@@ -184,7 +184,8 @@ def add_cli_commands(sub, parser_class) -> None:
         p.add_argument("--json", action="store_true", help="print one JSON object")
         if model:
             p.add_argument("--face", choices=("largest", "whole"), default="largest",
-                           help="face models: use the largest face (default) or the whole image")
+                           help="face models: use the main face (default: the largest, or the most "
+                                "central of similar size) or the whole image")
 
     a = gsub.add_parser("add", help="add an identity (or more examples of one) from image files")
     a.add_argument("name", metavar="NAME")

@@ -46,7 +46,8 @@ class FaceInfo:
         if self.count == 0:
             return "No face found; the whole image was compared."
         if self.count > 1 and self.mode == "face":
-            return f"{self.count} faces found; the main one (the largest, or the most central of similar size) was used."
+            return (f"{self.count} faces found; the main one (the largest, or the most central "
+                    "of similar size) was used.")
         if self.mode == "whole":
             return "Face detection was bypassed; the whole image was compared."
         return "One face found."

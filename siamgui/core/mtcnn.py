@@ -197,7 +197,8 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
 class MTCNN:
     """The three networks and the cascade that runs them."""
 
-    def __init__(self, pnet: PNet, rnet: RNet, onet: ONet, device: str | torch.device = "cpu", meta: dict | None = None):
+    def __init__(self, pnet: PNet, rnet: RNet, onet: ONet, device: str | torch.device = "cpu",
+                 meta: dict | None = None):
         self.device = torch.device(device)
         # channels-last: the networks' max pools are about 5x faster that way on the CPU
         cl = torch.channels_last
@@ -317,7 +318,8 @@ class MTCNN:
     def _valid(boxes: np.ndarray, w: int, h: int) -> np.ndarray:
         """Boxes with a non-empty part inside the image (others cannot be cropped)."""
         b = np.trunc(boxes[:, :4])
-        return (np.minimum(b[:, 2], w) > np.maximum(b[:, 0], 1) - 1) & (np.minimum(b[:, 3], h) > np.maximum(b[:, 1], 1) - 1)
+        return ((np.minimum(b[:, 2], w) > np.maximum(b[:, 0], 1) - 1)
+                & (np.minimum(b[:, 3], h) > np.maximum(b[:, 1], 1) - 1))
 
 
 _detectors: dict = {}

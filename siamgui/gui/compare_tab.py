@@ -63,7 +63,9 @@ class ResultPanel(QWidget):
         tl.addWidget(self.reset_button)
 
         self.face_combo = QComboBox()
-        self.face_combo.addItem("Use the largest face", "largest")
+        self.face_combo.addItem("Use the main face", "largest")
+        self.face_combo.setItemData(0, "The largest face; of faces of similar size, the one nearest the centre",
+                                   Qt.ToolTipRole)
         self.face_combo.addItem("Compare the whole image", "whole")
         self.face_label = QLabel("Faces:")
         self.face_label.setBuddy(self.face_combo)
