@@ -170,3 +170,22 @@ def test_large_photos_are_searched_on_a_reduced_copy_in_full_size_coordinates(mo
     (bx, by, bw, bh), _ = large[0]
     k = 2000 / 250
     assert abs(bx - k * x) < 0.08 * k * w and abs(by - k * y) < 0.08 * k * h and abs(bw / (k * w) - 1) < 0.1
+
+
+@pytest.mark.lfw
+def test_camera_preview_boxes_come_from_the_same_detector():
+    if not lfw_available():
+        pytest.skip("needs the shared LFW data")
+    from PIL import Image
+
+    from siamgui.core import alignment
+    from siamgui.gui.camera_view import CameraWorker
+
+    face = np.asarray(Image.open(LFW_ROOT / "Colin_Powell/Colin_Powell_0001.jpg").convert("RGB"))
+    frame_rgb = np.full((480, 640, 3), 90, np.uint8)
+    frame_rgb[110:360, 300:550] = face
+    boxes = CameraWorker._faces(np.ascontiguousarray(frame_rgb[:, :, ::-1]))  # the worker gets BGR frames
+    expect = [tuple(int(round(v)) for v in b) for b, _ in alignment.detect_faces_mtcnn(frame_rgb, {})]
+    assert boxes == expect and len(boxes) >= 1
+    x, y, w, h = boxes[0]
+    assert 300 < x + w / 2 < 550 and 110 < y + h / 2 < 360

@@ -11,7 +11,7 @@ API (all on the GUI thread):
   callable returning a :class:`~siamgui.capture.camera.CameraSource`.
 - ``stop()``; ``shutdown()`` also waits for the thread (call it on close).
 - ``running`` / ``source``; ``current_frame()`` -> the last BGR frame (copy) or None.
-- ``set_detect_faces(bool)``: detect faces (Haar) in the worker and draw boxes;
+- ``set_detect_faces(bool)``: detect faces (MTCNN) in the worker and draw boxes;
   ``last_boxes`` holds the boxes of the current frame.
 - ``set_overlays(list[Overlay])``: extra boxes/labels drawn on every frame
   (e.g. identification results) until replaced.
@@ -102,14 +102,25 @@ class CameraWorker(QThread):
 
     @staticmethod
     def _faces(frame: np.ndarray) -> list:
+        """Face boxes (x, y, w, h) for the preview: MTCNN, the bundled face model's detector,
+        so the box shown is the one a capture will use; OpenCV's Haar cascade without it."""
         try:
             import cv2
 
-            from siamgui.core.face import find_faces
-
-            return find_faces(cv2.cvtColor(frame, cv2.COLOR_BGR2RGB))
+            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
         except Exception:  # noqa: BLE001 - a preview without boxes is still a preview
             return []
+        try:
+            from siamgui.core.alignment import detect_faces_mtcnn
+
+            return [tuple(int(round(v)) for v in box) for box, _ in detect_faces_mtcnn(rgb, {})]
+        except Exception:  # noqa: BLE001 - e.g. the detector file is missing: fall back to Haar
+            try:
+                from siamgui.core.face import find_faces
+
+                return find_faces(rgb)
+            except Exception:  # noqa: BLE001
+                return []
 
 
 class CameraView(QWidget):
