@@ -301,3 +301,17 @@ def test_face_model_naming_a_bad_landmark_file(landmarks, tmp_path, image, monke
     with pytest.raises(ModelFileError) as info:
         verifier.compare(image, image)
     assert "\n" not in str(info.value)
+
+
+def test_ink_crop_on_a_colour_model_is_cropped_in_colour():
+    """A model file may ask for ink cropping with 3 channels (found by the metadata fuzz test above)."""
+    import numpy as np
+    from PIL import Image
+
+    from siamgui.core.preprocess import Preprocessor, PreprocessSpec
+
+    img = Image.new("RGB", (80, 60), (0, 0, 0))
+    img.paste((200, 120, 40), (30, 20, 50, 40))  # bright "ink" in the middle
+    arr, _ = Preprocessor(PreprocessSpec("generic", 16, 3, ink_crop=True)).prepare(img)
+    assert arr.shape == (16, 16, 3)
+    assert (arr[8, 8] > 100).any() and arr.mean() > 60  # mostly ink after the crop, still in colour

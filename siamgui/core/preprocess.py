@@ -181,8 +181,12 @@ def stack_prepared(arrays: list[np.ndarray]) -> torch.Tensor:
 
 
 def _crop_to_ink(grey: Image.Image, threshold: int = 40, pad_fraction: float = 0.05) -> Image.Image:
-    """Crop a grey, inverted (ink bright) image to the bounding box of its ink."""
-    arr = np.asarray(grey)
+    """Crop an inverted (ink bright) image to the bounding box of its ink.
+
+    The ink is found on the grey levels; a colour image (a model file may ask for
+    ink cropping with 3 channels) is cropped in colour.
+    """
+    arr = np.asarray(grey if grey.mode == "L" else grey.convert("L"))
     ys, xs = np.nonzero(arr > threshold)
     if len(xs) == 0:
         return grey
