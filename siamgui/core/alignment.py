@@ -60,7 +60,7 @@ def landmark_model_path(cfg: dict):
     return resources_dir() / "models" / name
 
 
-def haar_to_dlib_box(box: tuple[float, float, float, float], cal: dict | None = None
+def detector_to_dlib_box(box: tuple[float, float, float, float], cal: dict | None = None
                      ) -> tuple[float, float, float, float]:
     """A detector's box (x, y, w, h) -> dlib's (left, top, right, bottom) by calibration ``cal``."""
     cal = cal or HAAR_TO_DLIB
@@ -240,7 +240,7 @@ def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> 
             detections = [(b, 1) for b in boxes]
     if boxes:
         k = choose_face(detections, policy, image.size)
-        pts = landmarks_for_box(rgb, haar_to_dlib_box(boxes[k], cal), cfg, grey)
+        pts = landmarks_for_box(rgb, detector_to_dlib_box(boxes[k], cal), cfg, grey)
         info.used_box = _int_box(boxes[k])
         info.mode = "face"
     else:
