@@ -61,7 +61,7 @@ def landmark_model_path(cfg: dict):
 
 
 def detector_to_dlib_box(box: tuple[float, float, float, float], cal: dict | None = None
-                     ) -> tuple[float, float, float, float]:
+                         ) -> tuple[float, float, float, float]:
     """A detector's box (x, y, w, h) -> dlib's (left, top, right, bottom) by calibration ``cal``."""
     cal = cal or HAAR_TO_DLIB
     x, y, w, h = box
