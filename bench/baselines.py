@@ -4,7 +4,7 @@ These are written the way a tutorial does it, on purpose, and are timed in the
 same process run as siamgui's own code:
 
 - :class:`TutorialVerifier`: PIL ``open`` per image, the face crop the model's
-  preset asks for (the same function siamgui uses: Haar box or dlib 5-point
+  preset asks for (the same function siamgui uses: detector box or dlib 5-point
   alignment), a torchvision ``Compose`` built per call, one forward pass per image
   under ``torch.no_grad`` (and a second one for the mirror image when the model's
   metadata asks for flip averaging, as siamgui's does: the same work),
