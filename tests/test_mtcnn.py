@@ -165,7 +165,9 @@ def test_large_photos_are_searched_on_a_reduced_copy_in_full_size_coordinates(mo
     real = mtcnn.MTCNN.detect
     monkeypatch.setattr(mtcnn.MTCNN, "detect", lambda self, rgb, min_face=20: seen.append(rgb.shape) or real(self, rgb, min_face))
     large = alignment.detect_faces_mtcnn(big, {})
-    assert seen == [(alignment.DETECT_MAX_SIDE, alignment.DETECT_MAX_SIDE, 3)]
+    from siamgui.core.face import DETECT_MAX_SIDE
+
+    assert seen == [(DETECT_MAX_SIDE, DETECT_MAX_SIDE, 3)]
     (x, y, w, h), _ = small[0]
     (bx, by, bw, bh), _ = large[0]
     k = 2000 / 250

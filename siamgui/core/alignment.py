@@ -43,8 +43,6 @@ HAAR_TO_DLIB = {"dx": 0.0, "dy": 0.037, "scale": 0.89}
 #: The same for MTCNN's boxes (300 DevTrain faces: medians dx -0.003, dy 0.014, scale 0.83).
 MTCNN_TO_DLIB = {"dx": 0.0, "dy": 0.014, "scale": 0.83}
 FACE_DETECTORS = ("haar", "mtcnn")
-#: Detection runs on a copy reduced to this longer side (landmarks and chip use the full image).
-DETECT_MAX_SIDE = 640
 #: A box counts as a confident face when its neighbour count is at least this fraction of the best's.
 CONFIDENT_FRACTION = 0.5
 #: Side of the fallback box for a missed face, as a fraction of the image's shorter side.
@@ -103,12 +101,7 @@ def detect_faces(rgb: np.ndarray, min_size_fraction: float = 0.12, relaxed: bool
     if relaxed:
         min_size_fraction = min(min_size_fraction, 0.08)
     cv2 = face_mod._import_cv2()  # the one locked first import (a racy one in two threads breaks cv2)
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
-    h, w = grey.shape[:2]
-    scale = 1.0
-    if max(h, w) > DETECT_MAX_SIDE:
-        scale = DETECT_MAX_SIDE / max(h, w)
-        grey = cv2.resize(grey, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+    grey, scale = face_mod.reduced_for_detection(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb)
     min_side = max(20, int(min(grey.shape[:2]) * min_size_fraction))
     cascade = face_mod._get_cascade()
     with face_mod._cascade_lock:
@@ -132,9 +125,8 @@ def detect_faces_mtcnn(rgb: np.ndarray, cfg: dict, min_size_fraction: float = 0.
 
     Faces smaller than ``min_size_fraction`` of the image's shorter side (at
     least 20 px) are not searched, as with the Haar detector; ``relaxed`` searches
-    down to 12 px. As with the Haar detector, an image longer than
-    :data:`DETECT_MAX_SIDE` is searched on a reduced copy (a 4000x3000 photo took
-    1.2 s and 335 MB at full size) and the boxes scaled back. Runs on
+    down to 12 px. As with the Haar detector, a large image is searched on a reduced
+    copy (:func:`siamgui.core.face.reduced_for_detection`) and the boxes scaled back. Runs on
     ``cfg["device"]`` (the encoder's; default the CPU).
     """
     from siamgui.core import mtcnn
@@ -143,13 +135,8 @@ def detect_faces_mtcnn(rgb: np.ndarray, cfg: dict, min_size_fraction: float = 0.
     if not path.is_file():
         raise ModelFileError(f"The face detector {path.name} is missing (looked in {path.parent}).")
     det = mtcnn.get_detector(path, cfg.get("device", "cpu"))
+    rgb, scale = face_mod.reduced_for_detection(rgb)
     h, w = rgb.shape[:2]
-    scale = 1.0
-    if max(h, w) > DETECT_MAX_SIDE:
-        cv2 = face_mod._import_cv2()
-        scale = DETECT_MAX_SIDE / max(h, w)
-        rgb = cv2.resize(rgb, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
-        h, w = rgb.shape[:2]
     min_face = 12 if relaxed else max(20, int(min(h, w) * min_size_fraction))
     found = det.detect(rgb, min_face)
     boxes = found.boxes / scale
@@ -196,16 +183,10 @@ def choose_face(detections, policy: str = "largest", size: tuple[int, int] | Non
     """
     best = max(n for _, n in detections)
     confident = [k for k, (_, n) in enumerate(detections) if n >= CONFIDENT_FRACTION * best] or [0]
-    cx, cy = (size[0] / 2.0, size[1] / 2.0) if size is not None else (0.0, 0.0)
-
-    def dist(k):
-        x, y, w, h = detections[k][0]
-        return (x + w / 2.0 - cx) ** 2 + (y + h / 2.0 - cy) ** 2
-
     if size is not None:
         confident = [k for k in confident if inside_fraction(detections[k][0], size) >= WHOLE_FRACTION] or confident
     if policy == "centre" and size is not None:
-        return min(range(len(detections)), key=dist)
+        return min(range(len(detections)), key=lambda k: face_mod.centre_distance(detections[k][0], size))
     if size is not None:
         return face_mod.main_face([b for b, _ in detections], confident, size)
     return confident[0]

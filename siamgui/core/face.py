@@ -89,17 +89,34 @@ def _get_cascade():
         return _cascade
 
 
+#: Detectors search a copy reduced to this longer side (landmarks and chips use the full image).
+DETECT_MAX_SIDE = 640
+
+
+def reduced_for_detection(arr: np.ndarray) -> tuple[np.ndarray, float]:
+    """``arr`` shrunk to :data:`DETECT_MAX_SIDE` on its longer side when larger, and the scale
+    applied (1.0 when left alone): the same boxes, much faster (a 4000x3000 photo took
+    1.2 s and 335 MB in MTCNN at full size)."""
+    h, w = arr.shape[:2]
+    if max(h, w) <= DETECT_MAX_SIDE:
+        return arr, 1.0
+    cv2 = _import_cv2()
+    scale = DETECT_MAX_SIDE / max(h, w)
+    size = (max(1, int(w * scale)), max(1, int(h * scale)))
+    return cv2.resize(arr, size, interpolation=cv2.INTER_AREA), scale
+
+
+def centre_distance(box, size: tuple[int, int]) -> float:
+    """Squared distance from the centre of box (x, y, w, h) to that of an image of ``size`` (w, h)."""
+    x, y, w, h = box
+    return (x + w / 2.0 - size[0] / 2.0) ** 2 + (y + h / 2.0 - size[1] / 2.0) ** 2
+
+
 def find_faces(rgb: np.ndarray, min_size_fraction: float = 0.12) -> list[tuple[int, int, int, int]]:
     """Detect frontal faces in an RGB uint8 array; boxes largest first."""
     cv2 = _import_cv2()
 
-    grey = cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb
-    h, w = grey.shape[:2]
-    scale = 1.0
-    longest = max(h, w)
-    if longest > 640:  # detection on a reduced copy: same boxes, much faster
-        scale = 640.0 / longest
-        grey = cv2.resize(grey, (max(1, int(w * scale)), max(1, int(h * scale))), interpolation=cv2.INTER_AREA)
+    grey, scale = reduced_for_detection(cv2.cvtColor(rgb, cv2.COLOR_RGB2GRAY) if rgb.ndim == 3 else rgb)
     min_side = max(20, int(min(grey.shape[:2]) * min_size_fraction))
     cascade = _get_cascade()
     # CascadeClassifier is not documented as thread-safe; detections are short.
@@ -121,12 +138,8 @@ def main_face(boxes, candidates, size: tuple[int, int], fraction: float = MAIN_F
     def area(k):
         return float(boxes[k][2]) * float(boxes[k][3])
 
-    def dist(k):
-        x, y, w, h = boxes[k]
-        return (x + w / 2.0 - size[0] / 2.0) ** 2 + (y + h / 2.0 - size[1] / 2.0) ** 2
-
     biggest = max(area(k) for k in candidates)
-    return min((k for k in candidates if area(k) >= fraction * biggest), key=dist)
+    return min((k for k in candidates if area(k) >= fraction * biggest), key=lambda k: centre_distance(boxes[k], size))
 
 
 def square_region(box: tuple[int, int, int, int], margin: float) -> tuple[float, float, float, float]:
