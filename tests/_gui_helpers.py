@@ -58,6 +58,17 @@ def no_face(size: int = 200) -> np.ndarray:
     return np.stack([xx * 255 // size, yy * 255 // size, (xx + yy) * 255 // (2 * size)], -1).astype(np.uint8)
 
 
+def shown_compare_tab(qtbot, state, width: int):
+    """A CompareTab on ``state``, shown at ``width`` x 600 (the caller shuts it down)."""
+    from siamgui.gui.compare_tab import CompareTab
+
+    t = CompareTab(state)
+    qtbot.addWidget(t)
+    t.resize(width, 600)
+    t.show()
+    return t
+
+
 def run_in_thread(fn, *args):
     """Run fn off the (inference-guarded) main thread and return its result."""
     out = {}

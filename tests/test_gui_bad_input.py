@@ -9,7 +9,7 @@ from __future__ import annotations
 import pytest
 
 pytest.importorskip("pytestqt")
-from _gui_helpers import inference_guard, no_thread_leaks  # noqa: E402,F401
+from _gui_helpers import inference_guard, no_thread_leaks, shown_compare_tab  # noqa: E402,F401
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
 from PySide6.QtGui import QDragEnterEvent, QDropEvent  # noqa: E402
 
@@ -21,16 +21,12 @@ WAIT = 20000
 
 @pytest.fixture
 def tab(qtbot, tiny_model):
-    from siamgui.gui.compare_tab import CompareTab
     from siamgui.gui.state import AppState
 
     state = AppState(device="cpu")
     with qtbot.waitSignal(state.model_changed, timeout=WAIT):
         state.load_model(str(tiny_model))
-    t = CompareTab(state)
-    qtbot.addWidget(t)
-    t.resize(1000, 600)
-    t.show()
+    t = shown_compare_tab(qtbot, state, 1000)
     yield t
     t.shutdown()
     state.wait()

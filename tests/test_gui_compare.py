@@ -11,7 +11,7 @@ import cv2
 import numpy as np
 import pytest
 from _gui_helpers import (draw_face, inference_guard, make_video, no_face, no_thread_leaks,  # noqa: F401
-                          run_in_thread, two_faces)
+                          run_in_thread, shown_compare_tab, two_faces)
 
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
@@ -74,10 +74,7 @@ def state(qtbot, tiny_model):
 
 @pytest.fixture
 def tab(qtbot, state):
-    t = CompareTab(state)
-    qtbot.addWidget(t)
-    t.resize(1100, 600)
-    t.show()
+    t = shown_compare_tab(qtbot, state, 1100)
     yield t
     t.shutdown()
 
