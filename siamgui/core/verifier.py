@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import hashlib
 import os
 import threading
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, Sequence
@@ -52,15 +54,79 @@ class Comparison:
         return iter((self.distance, self.threshold, self.same))
 
 
+def image_key(image: ImageSource) -> tuple | None:
+    """What identifies an image's content, cheaply: a file's path, size and modification
+    time; the SHA-256 of bytes, a PIL image's pixels or an array. None: not cacheable
+    (a file that cannot be read is left for ``prepare`` to report)."""
+    from PIL import Image
+
+    if isinstance(image, (str, os.PathLike)):
+        try:
+            st = os.stat(image)
+        except (OSError, ValueError):
+            return None
+        return ("file", os.path.realpath(image), st.st_size, st.st_mtime_ns, st.st_ino)
+    if isinstance(image, (bytes, bytearray)):
+        return ("bytes", hashlib.sha256(image).digest())
+    if isinstance(image, Image.Image):
+        return ("pil", image.mode, image.size, hashlib.sha256(image.tobytes()).digest())
+    if isinstance(image, np.ndarray):
+        a = np.ascontiguousarray(image)
+        return ("array", a.dtype.str, a.shape, hashlib.sha256(a.data).digest())
+    return None
+
+
+class EmbeddingCache:
+    """The last few images' prepared input, face report and embedding (least recently
+    used dropped first), so that a comparison which keeps one image (a new photo or
+    camera capture against the same reference, the two images swapped) embeds only
+    the new one. Keys come from :func:`image_key` plus the face rule and colour order."""
+
+    def __init__(self, size: int = 8):
+        self.size = int(size)
+        self._items: OrderedDict = OrderedDict()
+        self._lock = threading.Lock()
+        self.hits = self.misses = 0
+
+    def get(self, key):
+        if key is None or self.size <= 0:
+            return None
+        with self._lock:
+            item = self._items.get(key)
+            if item is None:
+                self.misses += 1
+                return None
+            self._items.move_to_end(key)
+            self.hits += 1
+            return item
+
+    def put(self, key, item) -> None:
+        if key is None or self.size <= 0:
+            return
+        with self._lock:
+            self._items[key] = item
+            self._items.move_to_end(key)
+            while len(self._items) > self.size:
+                self._items.popitem(last=False)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._items.clear()
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+
 class Verifier:
     """A loaded model ready to embed and compare images.
 
     ``model`` is a path, a :class:`LoadedModel`, or None for the bundled model.
-    Thread-safe for concurrent calls (inference only).
+    Thread-safe for concurrent calls (inference only). ``compare`` keeps the last
+    ``cache_size`` images' embeddings (:class:`EmbeddingCache`; 0 turns it off).
     """
 
     def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "auto",
-                 threshold: float | None = None):
+                 threshold: float | None = None, cache_size: int = 8):
         if isinstance(model, LoadedModel):
             self.loaded = model
         else:
@@ -76,6 +142,7 @@ class Verifier:
         #: Test-time flip averaging (model metadata ``embedding.flip_average``): the
         #: embedding is the mean of the image's and its mirror image's.
         self.flip_average = bool((self.loaded.meta.get("embedding") or {}).get("flip_average", False))
+        self.cache = EmbeddingCache(cache_size)
 
     @property
     def meta(self) -> dict:
@@ -134,15 +201,35 @@ class Verifier:
 
     def compare(self, image_a: ImageSource, image_b: ImageSource, *, threshold: float | None = None,
                 face_policy: str = "largest", bgr: bool = False) -> Comparison:
-        arr_a, info_a = self.prepare(image_a, face_policy=face_policy, bgr=bgr)
-        arr_b, info_b = self.prepare(image_b, face_policy=face_policy, bgr=bgr)
-        result = self.compare_prepared(arr_a, arr_b, threshold)
+        images = (image_a, image_b)
+        keys = [self._cache_key(image, face_policy, bgr) for image in images]
+        found = [self.cache.get(key) for key in keys]
+        same_image = keys[0] is not None and keys[0] == keys[1]
+        new = [i for i in range(2) if found[i] is None and not (i == 1 and same_image)]
+        if new:
+            prepared = [self.prepare(images[i], face_policy=face_policy, bgr=bgr) for i in new]
+            emb = self.embed_prepared([arr for arr, _ in prepared])  # the new images in one batch
+            for j, i in enumerate(new):
+                found[i] = (prepared[j][0], prepared[j][1], emb[j:j + 1].clone())
+                self.cache.put(keys[i], found[i])
+        if same_image:
+            found[1] = found[0]
+        (arr_a, info_a, emb_a), (arr_b, info_b, emb_b) = found
+        d = float(self.distance.pairwise(emb_a, emb_b)[0])
+        t = self.threshold if threshold is None else float(threshold)
+        result = Comparison(d, t, d < t, inputs=(arr_a, arr_b))
         result.faces = (info_a, info_b)
         if self.face_mode:
             for label, info in (("A", info_a), ("B", info_b)):
                 if info is not None and (info.count != 1 or info.mode != "face"):
                     result.notes.append(f"Image {label}: {info.message()}")
         return result
+
+    def _cache_key(self, image: ImageSource, face_policy: str, bgr: bool) -> tuple | None:
+        if self.cache.size <= 0:
+            return None
+        key = image_key(image)
+        return None if key is None else (key, face_policy, bool(bgr))
 
     def pair_distances(self, pairs: Sequence[tuple[ImageSource, ImageSource]], *, batch_size: int = 64,
                        progress: Callable[[int, int], None] | None = None) -> np.ndarray:
