@@ -25,10 +25,15 @@ def _timed(fn, *args):
 def measure_compare(model_path, images: list[str], rounds: int = 5, pairs_per_round: int = 12) -> dict:
     """Warm compare of two new images (``compare_ms_*``, the embedding cache off, so both
     are decoded, detected, aligned and embedded), and of one new image against a reference
-    the Verifier has seen (``compare_one_new_ms_*``: the cache on, as in the app)."""
+    the Verifier has seen (``compare_one_new_ms_*``: the cache on, as in the app). Where
+    ours runs the network in bfloat16, ``compare_float32_ms_p50`` is the two-new-images
+    figure in float32 (null otherwise)."""
     from siamgui.core.verifier import Verifier
 
     ours = Verifier(str(model_path), device="cpu")
+    # the same work in float32, where ours runs in bfloat16 (what the precision choice gains)
+    exact = (Verifier(ours.loaded, device="cpu", precision="float32", cache_size=0)
+             if ours.dtype != torch.float32 else None)
     cache_size = ours.cache.size
     base = TutorialVerifier(ours.loaded.network, ours.loaded.spec, ours.threshold, ours.loaded.distance,
                             ours.flip_average)
@@ -38,14 +43,16 @@ def measure_compare(model_path, images: list[str], rounds: int = 5, pairs_per_ro
     for a, b in pairs[:2]:
         ours.compare(a, b)
         base.compare(a, b)
+        if exact is not None:
+            exact.compare(a, b)
     # the two implementations must agree, or the comparison means nothing
     d_ours = float(ours.compare(*pairs[0]).distance)
     d_base = base.compare(*pairs[0])[0]
-    p50, p90, bp50, bp90, ratio, n50, n90, nratio = [], [], [], [], [], [], [], []
+    p50, p90, bp50, bp90, ratio, n50, n90, nratio, f50 = [], [], [], [], [], [], [], [], []
     k = 0
     reference = images[0]
     for _ in range(rounds):
-        t_ours, t_base, t_new = [], [], []
+        t_ours, t_base, t_new, t_f32 = [], [], [], []
         ours.cache.size = cache_size
         ours.cache.clear()
         ours.compare(reference, reference)  # the reference is embedded once, untimed
@@ -58,6 +65,8 @@ def measure_compare(model_path, images: list[str], rounds: int = 5, pairs_per_ro
             t_base.append(_timed(base.compare, a, b))
             ours.cache.size = cache_size
             t_new.append(_timed(ours.compare, reference, news[j % len(news)]))
+            if exact is not None:
+                t_f32.append(_timed(exact.compare, a, b))
         p50.append(percentile(t_ours, 50))
         p90.append(percentile(t_ours, 90))
         bp50.append(percentile(t_base, 50))
@@ -66,6 +75,8 @@ def measure_compare(model_path, images: list[str], rounds: int = 5, pairs_per_ro
         n50.append(percentile(t_new, 50))
         n90.append(percentile(t_new, 90))
         nratio.append(bp50[-1] / n50[-1])
+        if t_f32:
+            f50.append(percentile(t_f32, 50))
     ours.cache.size = cache_size
     out = summaries(
         compare_ms_p50=(p50, 2),
@@ -75,9 +86,12 @@ def measure_compare(model_path, images: list[str], rounds: int = 5, pairs_per_ro
         compare_speedup=(ratio, 2),
         compare_one_new_ms_p50=(n50, 2),
         compare_one_new_ms_p90=(n90, 2),
-        compare_one_new_speedup=(nratio, 2))
-    out["compare_distance_ours"] = round(d_ours, 4)  # same pair: the two paths must agree
+        compare_one_new_speedup=(nratio, 2),
+        compare_float32_ms_p50=(f50, 2))
+    # same pair: the two paths must agree (to bfloat16 rounding where ours runs in it)
+    out["compare_distance_ours"] = round(d_ours, 4)
     out["compare_distance_baseline"] = round(d_base, 4)
+    out["precision"] = ours.precision_choice.name
     return out
 
 

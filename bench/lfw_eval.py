@@ -6,7 +6,8 @@ aligned from a central box, never dropped), how many had several faces, and
 the time per face split into detection+alignment and embedding.
 
     .venv/bin/python bench/lfw_eval.py --pairs ../shared/data/lfw/pairs.txt \
-        --root ../shared/data/lfw/lfw [--model FILE] [--threads 2] [--face centre] [--json OUT]
+        --root ../shared/data/lfw/lfw [--model FILE] [--threads 2] [--face centre]
+        [--precision float32] [--json OUT]
 
 Tuning choices may use pairsDevTrain.txt; View 2 (pairs.txt) is for reporting.
 """
@@ -38,6 +39,8 @@ def main(argv=None) -> int:
                          "nearest the centre (LFW's convention: photos are framed on the labelled person)")
     ap.add_argument("--detector", choices=("haar", "mtcnn"),
                     help="face detector to use instead of the model file's (for comparing detectors)")
+    ap.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
+                    help="the network's arithmetic (as siamgui compare --precision; auto is the app's default)")
     ap.add_argument("--json", help="write the figures to this JSON file")
     ap.add_argument("--save", help="write per-image embeddings (plain and mirrored), landmarks and modes to "
                                    "this .npz, for offline analysis")
@@ -52,7 +55,7 @@ def main(argv=None) -> int:
 
     torch.set_num_threads(args.threads)
     protocols = {Path(f).name: read_lfw_pairs(f, args.root) for f in args.pairs}
-    verifier = Verifier(args.model or bundled_model_path(), device="cpu")
+    verifier = Verifier(args.model or bundled_model_path(), device="cpu", precision=args.precision)
     if args.detector:  # the preprocessor reads this same dict
         verifier.loaded.spec.face["detector"] = args.detector
     images = sorted({p for pairs, _ in protocols.values() for a, b, _ in pairs for p in (a, b)})
@@ -91,6 +94,7 @@ def main(argv=None) -> int:
         verifier.embed_prepared(one)
     t_single, cpu_single = (time.perf_counter() - t) / 20, (time.process_time() - c) / 20
     common = {"face_policy": args.face, "detector": verifier.loaded.spec.face.get("detector"), "images": n, "detector_misses": len(misses), "several_faces": multi, "flip_average": verifier.flip_average,
+              "precision": verifier.precision_choice.name,
               "threads": args.threads, "ms_per_face_detect_align": 1000 * t_prep / n,
               "ms_per_face_embed_batched": 1000 * t_embed / n, "ms_per_face_embed_batch1": 1000 * t_single,
               "cpu_ms_per_face_detect_align": 1000 * cpu_prep / n, "cpu_ms_per_face_embed_batched": 1000 * cpu_embed / n,

@@ -25,7 +25,8 @@ def _verifier(args):
     from siamgui.cli import _device_note, _model_arg
     from siamgui.core.verifier import Verifier
 
-    verifier = Verifier(_model_arg(args), device=args.device, threshold=getattr(args, "threshold", None))
+    verifier = Verifier(_model_arg(args), device=args.device, threshold=getattr(args, "threshold", None),
+                        precision=args.precision)
     _device_note(verifier)
     return verifier
 
@@ -172,7 +173,7 @@ def cmd_evaluate_one_shot(args) -> int:
 
 def add_cli_commands(sub, parser_class) -> None:
     """Add ``gallery`` (add/import/list/remove/rename/identify) to the sub-parsers ``sub``."""
-    from siamgui.cli import DEVICES, _finite_float, _positive_int
+    from siamgui.cli import DEVICES, PRECISION_HELP, PRECISIONS, _finite_float, _positive_int
 
     g = sub.add_parser("gallery", help="one-shot identification: enrol identities, identify probes")
     gsub = g.add_subparsers(dest="gallery_command", parser_class=parser_class, metavar="ACTION", required=True)
@@ -181,6 +182,7 @@ def add_cli_commands(sub, parser_class) -> None:
         p.add_argument("--gallery", metavar="G", help="gallery file (default: gallery.sqlite in the app's data folder)")
         p.add_argument("--model", metavar="M", help="model file (.safetensors); default: the bundled model")
         p.add_argument("--device", choices=DEVICES, default="auto")
+        p.add_argument("--precision", choices=PRECISIONS, default="auto", help=PRECISION_HELP)
         p.add_argument("--json", action="store_true", help="print one JSON object")
         if model:
             p.add_argument("--face", choices=("largest", "whole"), default="largest",

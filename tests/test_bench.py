@@ -43,7 +43,7 @@ def test_tutorial_baseline_gives_the_verifiers_distance(tiny_model, shapes_dir, 
     from bench.baselines import TutorialVerifier
     from siamgui.core.verifier import Verifier
 
-    v = Verifier(str(tiny_model), device="cpu")
+    v = Verifier(str(tiny_model), device="cpu", precision="float32")  # the tutorial's arithmetic
     v.flip_average = flip  # the same work on both sides, mirror averaging included
     base = TutorialVerifier(v.loaded.network, v.loaded.spec, v.threshold, v.loaded.distance, flip)
     files = sorted(str(p) for p in Path(shapes_dir).rglob("*.png"))

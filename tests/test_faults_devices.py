@@ -136,11 +136,12 @@ def test_out_of_memory_during_compare(tiny_model, image, monkeypatch, capsys):
     from siamgui.core.verifier import Verifier
 
     v = Verifier(str(tiny_model), device="cpu")
-    real = v.network.embed
-    monkeypatch.setattr(v.network, "embed", lambda x: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("CUDA oom")))
+    net = v.inference_network  # the network inference runs (a bfloat16 copy on some CPUs)
+    real = net.embed
+    monkeypatch.setattr(net, "embed", lambda x: (_ for _ in ()).throw(torch.cuda.OutOfMemoryError("CUDA oom")))
     with pytest.raises(DeviceError, match="ran out of memory"):
         v.compare(image, image)
-    monkeypatch.setattr(v.network, "embed", real)
+    monkeypatch.setattr(net, "embed", real)
     assert v.compare(image, image).distance == pytest.approx(0.0, abs=1e-6)
 
     from siamgui.core.models import SiameseNetwork

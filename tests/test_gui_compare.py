@@ -467,6 +467,17 @@ def test_main_window_menus_status_and_close(qtbot, state, tiny_model):
         w.device_actions["auto"].trigger()
     assert state.device == "auto" and gsettings.app_settings().value("device") == "auto"
     assert w.compare_tab.threshold == pytest.approx(0.0123) and state.verifier.threshold == pytest.approx(0.0123)
+    # exact float32 arithmetic: reloads the model, is remembered, and the status bar says it
+    with qtbot.waitSignal(state.model_changed, timeout=WAIT):
+        w.exact_action.trigger()
+    assert state.precision == "float32" and state.verifier.precision_choice.name == "float32"
+    assert gsettings.as_bool(gsettings.app_settings().value("exact_float32"))
+    assert "float32" in w.device_label.text()
+    assert w.compare_tab.threshold == pytest.approx(0.0123)
+    with qtbot.waitSignal(state.model_changed, timeout=WAIT):
+        w.set_exact_float32(False)
+    assert state.precision == "auto" and not w.exact_action.isChecked()
+    assert not gsettings.as_bool(gsettings.app_settings().value("exact_float32"))
     # a bad model file chosen by the user: a message, the old model stays
     with qtbot.waitSignal(state.model_failed, timeout=WAIT):
         w.load_model(str(tiny_model.parent / "nope.safetensors"))

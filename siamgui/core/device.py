@@ -66,3 +66,54 @@ def select_device(requested: str | None = "auto") -> DeviceChoice:
             return DeviceChoice(torch.device("mps"), req)
         return DeviceChoice(torch.device("cpu"), req, "MPS was requested but is not available; using the CPU.")
     return DeviceChoice(torch.device("cpu"), req)
+
+
+# -- numeric precision of inference -------------------------------------------------------
+PRECISION_CHOICES = ("auto", "float32", "bfloat16")
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    dtype: torch.dtype
+    requested: str
+    #: Why ``auto`` chose bfloat16 (empty otherwise).
+    reason: str = ""
+
+    @property
+    def name(self) -> str:
+        return "bfloat16" if self.dtype == torch.bfloat16 else "float32"
+
+
+def cpu_has_native_bf16() -> bool:
+    """The CPU computes bfloat16 in hardware (AVX-512 BF16 or AMX), so oneDNN runs it fast.
+
+    Without it bfloat16 is emulated and slower than float32."""
+    cpu = getattr(torch, "cpu", None)
+    for name in ("_is_avx512_bf16_supported", "_is_amx_tile_supported"):
+        probe = getattr(cpu, name, None)
+        try:
+            if probe is not None and probe():
+                return True
+        except Exception:  # noqa: BLE001 - a private probe of torch's; absent or failing means no
+            continue
+    return False
+
+
+def select_precision(requested: str | None, device: torch.device) -> PrecisionChoice:
+    """The dtype the encoder runs in for inference.
+
+    ``auto``: bfloat16 on a CPU with native bfloat16, float32 everywhere else (GPUs
+    included: not measured there). On the development machine's 2-core AMD EPYC the
+    bundled face network took 8.6 instead of 13.8 ms for a batch of 4 and 1.6 instead of
+    3.9 ms per image at batch 64, and LFW accuracy was the same (README). ``float32`` is
+    the exact computation; ``bfloat16`` is forced."""
+    req = (requested or "auto").lower()
+    if req not in PRECISION_CHOICES:
+        raise ValueError(f"Unknown precision {requested!r}; choose from {', '.join(PRECISION_CHOICES)}")
+    if req == "float32":
+        return PrecisionChoice(torch.float32, req)
+    if req == "bfloat16":
+        return PrecisionChoice(torch.bfloat16, req)
+    if torch.device(device).type == "cpu" and cpu_has_native_bf16():
+        return PrecisionChoice(torch.bfloat16, req, "this CPU computes bfloat16 natively")
+    return PrecisionChoice(torch.float32, req)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import os
 import threading
@@ -13,7 +14,7 @@ from typing import Callable, Sequence
 import numpy as np
 import torch
 
-from siamgui.core.device import DeviceChoice, select_device
+from siamgui.core.device import DeviceChoice, PrecisionChoice, select_device, select_precision
 from siamgui.core.distances import get_distance
 from siamgui.core.errors import DeviceError
 from siamgui.core.face import FaceInfo
@@ -123,10 +124,13 @@ class Verifier:
     ``model`` is a path, a :class:`LoadedModel`, or None for the bundled model.
     Thread-safe for concurrent calls (inference only). ``compare`` keeps the last
     ``cache_size`` images' embeddings (:class:`EmbeddingCache`; 0 turns it off).
+    ``precision`` is the encoder's dtype for inference (:func:`select_precision`):
+    ``auto`` runs it in bfloat16 on CPUs that compute bfloat16 natively. ``network``
+    itself stays float32 (it is what gets saved).
     """
 
     def __init__(self, model: str | os.PathLike | LoadedModel | None = None, device: str = "auto",
-                 threshold: float | None = None, cache_size: int = 8):
+                 threshold: float | None = None, cache_size: int = 8, precision: str = "auto"):
         if isinstance(model, LoadedModel):
             self.loaded = model
         else:
@@ -134,6 +138,12 @@ class Verifier:
         self.device_choice: DeviceChoice = select_device(device)
         self.device = self.device_choice.device
         self.network = self.loaded.network.to(self.device).eval()
+        self.precision_choice: PrecisionChoice = select_precision(precision, self.device)
+        self.dtype = self.precision_choice.dtype
+        if self.dtype == torch.float32:
+            self.inference_network = self.network
+        else:  # a converted copy, channels-last (oneDNN's fastest bfloat16 layout here: batch 4, 8.6 vs 9.5 ms)
+            self.inference_network = copy.deepcopy(self.network).to(dtype=self.dtype, memory_format=torch.channels_last)
         self.preprocessor = Preprocessor(self.loaded.spec, device=str(self.device))  # face detector on the same device
         self.distance = get_distance(self.loaded.distance)
         self.model_threshold = self.loaded.threshold
@@ -172,11 +182,13 @@ class Verifier:
                 for i in range(0, len(batch), batch_size):
                     x = self.preprocessor.normalize(batch[i:i + batch_size].to(self.device))
                     if self.flip_average:  # image and mirror in one forward pass (bigger batch, faster)
-                        z = self.network.embed(torch.cat([x, x.flip(3)]))
-                        z = (z[:len(x)] + z[len(x):]) / 2
-                    else:
-                        z = self.network.embed(x)
-                    out.append(z.float().cpu())
+                        x = torch.cat([x, x.flip(3)])
+                    if self.dtype != torch.float32:
+                        x = x.to(self.dtype).contiguous(memory_format=torch.channels_last)
+                    z = self.inference_network.embed(x).float()
+                    if self.flip_average:
+                        z = (z[:len(z) // 2] + z[len(z) // 2:]) / 2
+                    out.append(z.cpu())
         except torch.cuda.OutOfMemoryError:
             raise DeviceError(f"The GPU ran out of memory embedding images (batch {batch_size}); "
                               "close other GPU programs or use the CPU.") from None

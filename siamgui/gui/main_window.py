@@ -67,7 +67,9 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setWindowTitle("siamgui")
         settings = gsettings.app_settings()
-        self.state = state or AppState(device=str(settings.value("device", "auto") or "auto"))
+        self.state = state or AppState(device=str(settings.value("device", "auto") or "auto"),
+                                       precision="float32" if gsettings.as_bool(settings.value("exact_float32"))
+                                       else "auto")
         self._force_close = False
         self._shut_down = False
         self._user_load = False
@@ -186,6 +188,15 @@ class MainWindow(QMainWindow):
         current = self.device_actions.get(self.state.device, self.device_actions["auto"])
         current.setChecked(True)
         self.device_group.triggered.connect(lambda act: self.set_device(act.data()))
+        self.device_menu.addSeparator()
+        self.exact_action = self.device_menu.addAction("Exact float32 arithmetic")
+        self.exact_action.setCheckable(True)
+        self.exact_action.setChecked(self.state.precision == "float32")
+        self.exact_action.setToolTip(
+            "Off (default): on CPUs that compute bfloat16 natively (AVX-512 BF16, AMX) the network runs in "
+            "bfloat16, about 40 % faster, with the same LFW accuracy; distances can differ from float32's "
+            "in the third decimal. On: float32 everywhere, the same distances on every computer.")
+        self.exact_action.toggled.connect(self.set_exact_float32)
 
         help_menu = mb.addMenu("&Help")
         about = help_menu.addAction("About siamgui")
@@ -327,9 +338,19 @@ class MainWindow(QMainWindow):
         self.state.set_device(name)
         self._update_device_label()
 
+    def set_exact_float32(self, on: bool) -> None:
+        """float32 everywhere (on) or bfloat16 where the CPU computes it natively (off, the default)."""
+        if self.exact_action.isChecked() != bool(on):
+            self.exact_action.setChecked(bool(on))  # re-enters through toggled
+            return
+        gsettings.app_settings().setValue("exact_float32", bool(on))
+        self.state.set_precision("float32" if on else "auto")
+        self._update_device_label()
+
     @staticmethod
     def _device_text(v) -> str:
-        return v.device_choice.name.upper() if v.device_choice.name != "mps" else "MPS"
+        device = v.device_choice.name.upper() if v.device_choice.name != "mps" else "MPS"
+        return f"{device} · {v.precision_choice.name}"
 
     def _update_device_label(self) -> None:
         v = self.state.verifier
@@ -340,7 +361,7 @@ class MainWindow(QMainWindow):
         else:
             running = self._device_text(v)
             self.device_label.setText(f"Device: {running}" + (f" ({requested})" if self.state.device == "auto" else ""))
-            self.device_label.setToolTip(v.device_choice.reason)
+            self.device_label.setToolTip("\n".join(r for r in (v.device_choice.reason, v.precision_choice.reason) if r))
 
     # -- misc ----------------------------------------------------------------------------------
     def _about(self) -> None:

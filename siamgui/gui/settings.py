@@ -48,3 +48,10 @@ def clear_recent_models() -> None:
     s = app_settings()
     s.remove("models/recent")
     s.sync()
+
+
+def as_bool(value) -> bool:
+    """A boolean setting: the INI file gives back ``"true"``/``"false"`` strings."""
+    if isinstance(value, str):
+        return value.strip().lower() in ("1", "true", "yes", "on")
+    return bool(value)

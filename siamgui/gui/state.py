@@ -1,4 +1,4 @@
-"""Application state shared by the tabs: the current model and device.
+"""Application state shared by the tabs: the current model, device and precision.
 
 Tabs receive one :class:`AppState` and listen to its signals; they never load
 models themselves. Loading (torch import + file read) runs in a worker thread
@@ -17,9 +17,9 @@ class _LoadThread(QThread):
     loaded = Signal(object)  # Verifier
     failed = Signal(str)
 
-    def __init__(self, source, device: str, parent=None):
+    def __init__(self, source, device: str, precision: str = "auto", parent=None):
         super().__init__(parent)
-        self.source, self.device = source, device
+        self.source, self.device, self.precision = source, device, precision
 
     def run(self):
         try:
@@ -27,7 +27,7 @@ class _LoadThread(QThread):
             from siamgui.core.verifier import Verifier
 
             try:
-                self.loaded.emit(Verifier(self.source, device=self.device))
+                self.loaded.emit(Verifier(self.source, device=self.device, precision=self.precision))
             except SiamguiError as exc:
                 self.failed.emit(str(exc))
         except Exception as exc:  # noqa: BLE001 - shown to the user, app keeps working
@@ -35,7 +35,7 @@ class _LoadThread(QThread):
 
 
 class AppState(QObject):
-    """The current model (a Verifier) and device.
+    """The current model (a Verifier), device and precision (``auto`` or ``float32``).
 
     Signals (all emitted on the GUI thread):
     - ``model_loading(str)``: a load started (a label for the status bar)
@@ -49,10 +49,11 @@ class AppState(QObject):
     model_failed = Signal(str)
     threshold_changed = Signal(float)
 
-    def __init__(self, device: str = "auto", parent=None):
+    def __init__(self, device: str = "auto", parent=None, precision: str = "auto"):
         super().__init__(parent)
         self.verifier = None  # siamgui.core.verifier.Verifier | None
         self.device = device
+        self.precision = precision
         self._threads: list[_LoadThread] = []
 
     # -- model ---------------------------------------------------------------------
@@ -61,7 +62,7 @@ class AppState(QObject):
         label = "bundled model" if source is None else (Path(source).name if isinstance(source, (str, Path))
                                                           else getattr(source, "name", "model"))
         self.model_loading.emit(label)
-        thread = _LoadThread(source, self.device, self)
+        thread = _LoadThread(source, self.device, self.precision, self)
         thread.loaded.connect(self._on_loaded)
         thread.failed.connect(self.model_failed)
         thread.finished.connect(lambda t=thread: self._forget(t))
@@ -71,6 +72,12 @@ class AppState(QObject):
     def set_device(self, device: str) -> None:
         """Switch device; reloads the current model on it."""
         self.device = device
+        if self.verifier is not None:
+            self.load_model(self.verifier.loaded)
+
+    def set_precision(self, precision: str) -> None:
+        """Switch the network's arithmetic (``auto``, ``float32``, ``bfloat16``); reloads the current model."""
+        self.precision = precision
         if self.verifier is not None:
             self.load_model(self.verifier.loaded)
 
