@@ -63,6 +63,40 @@ def test_nms_matches_a_hand_loop(method, plus_one, matrix_max, monkeypatch):
         assert t > 0.5 or len(expect) < len(boxes)  # the test boxes do overlap
 
 
+def _reference_crops(rgb: np.ndarray, boxes: np.ndarray, size: int):
+    """facenet-pytorch's way: each box's in-image part through F.interpolate(mode="area")."""
+    import torch
+    import torch.nn.functional as F
+
+    img = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float()
+    h, w = rgb.shape[:2]
+    b = np.trunc(boxes[:, :4]).astype(np.int64)
+    x1, y1 = np.maximum(b[:, 0], 1), np.maximum(b[:, 1], 1)
+    x2, y2 = np.minimum(b[:, 2], w), np.minimum(b[:, 3], h)
+    crops = [F.interpolate(img[:, :, y1[k] - 1:y2[k], x1[k] - 1:x2[k]], size=(size, size), mode="area")
+             for k in range(len(b))]
+    return (torch.cat(crops) - 127.5) * 0.0078125
+
+
+@pytest.mark.parametrize("shape", [(250, 250), (480, 640), (37, 91), (300, 200)])
+def test_crops_from_the_summed_area_table_equal_the_per_box_resize(shape):
+    import torch
+
+    rng = np.random.default_rng(sum(shape))
+    h, w = shape
+    rgb = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+    x1, y1 = rng.uniform(-40, w, 300), rng.uniform(-40, h, 300)
+    side = rng.uniform(3, 1.5 * max(h, w), 300)
+    boxes = np.column_stack([x1, y1, x1 + side, y1 + side * rng.uniform(0.8, 1.2, 300)]).astype(np.float32)
+    boxes = boxes[mtcnn.MTCNN._valid(boxes, w, h)]  # the cascade crops only these
+    assert len(boxes) > 100
+    table = mtcnn.MTCNN._integral(rgb)
+    for size in (24, 48):
+        got = mtcnn.MTCNN._crops(table, (h, w), boxes, size)
+        want = _reference_crops(rgb, boxes, size)
+        assert got.shape == want.shape and torch.equal(got, want)  # bit for bit
+
+
 def test_no_face_in_flat_noise_or_tiny_images(detector):
     rng = np.random.default_rng(0)
     assert len(detector.detect(np.full((120, 160, 3), 128, np.uint8))) == 0

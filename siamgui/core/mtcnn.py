@@ -227,18 +227,53 @@ class MTCNN:
         return cls(nets["pnet"], nets["rnet"], nets["onet"], device, meta)
 
     # -- the cascade -----------------------------------------------------------------
-    def _crops(self, img: torch.Tensor, boxes: np.ndarray, size: int) -> torch.Tensor:
-        """The in-image part of each box, area-resized to ``size`` (facenet-pytorch's ``pad`` + crop)."""
-        h, w = img.shape[2:]
+    @staticmethod
+    def _integral(rgb: np.ndarray) -> torch.Tensor:
+        """The summed-area table of an (H, W, C) uint8 image, on the CPU, as
+        ((H + 1) * (W + 1), C) with a zero first row and column; exact (int32, or
+        float64 when the sums could overflow it)."""
+        h, w, c = rgb.shape
+        dtype = torch.int32 if h * w * 255 < 2 ** 31 else torch.float64
+        table = torch.zeros((h + 1, w + 1, c), dtype=dtype)
+        table[1:, 1:] = torch.from_numpy(np.ascontiguousarray(rgb)).to(dtype).cumsum(0).cumsum(1)
+        return table.reshape(-1, c)
+
+    @staticmethod
+    def _crops(table: torch.Tensor, shape: tuple[int, int], boxes: np.ndarray, size: int) -> torch.Tensor:
+        """The in-image part of each box, area-resized to ``size`` (facenet-pytorch's ``pad`` + crop).
+
+        The reference resizes box by box with ``F.interpolate(mode="area")``, which is
+        adaptive average pooling: output pixel (i, j) is the mean of rows
+        floor(i*h/size) .. ceil((i+1)*h/size) and the same for columns. Here every box's
+        bins are summed at once from the image's summed-area table (``table``, from
+        :meth:`_integral`; ``shape`` is the image's (H, W)) and divided as PyTorch's
+        kernel divides (by the bin height, then its width): bit-identical to the
+        reference (``tests/test_mtcnn.py``), in about 0.4 instead of 4.9 ms for 70
+        boxes of a 250x250 photo. On the CPU; the caller moves the result.
+        """
+        h, w = shape
+        c = table.shape[1]
         b = np.trunc(boxes[:, :4]).astype(np.int64)
-        x1 = np.maximum(b[:, 0], 1)
-        y1 = np.maximum(b[:, 1], 1)
-        x2 = np.minimum(b[:, 2], w)
-        y2 = np.minimum(b[:, 3], h)
-        crops = []
-        for k in range(len(b)):
-            crops.append(F.interpolate(img[:, :, y1[k] - 1:y2[k], x1[k] - 1:x2[k]], size=(size, size), mode="area"))
-        return ((torch.cat(crops) - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
+        x0 = np.maximum(b[:, 0], 1) - 1
+        y0 = np.maximum(b[:, 1], 1) - 1
+        ch = np.minimum(b[:, 3], h) - y0
+        cw = np.minimum(b[:, 2], w) - x0
+        k = np.arange(size)
+        ys = y0[:, None] + (k * ch[:, None]) // size  # bin starts (floor) and ends (ceil), per box
+        ye = y0[:, None] - (-(k + 1) * ch[:, None]) // size
+        xs = x0[:, None] + (k * cw[:, None]) // size
+        xe = x0[:, None] - (-(k + 1) * cw[:, None]) // size
+
+        def corner(rows, cols):
+            index = (rows[:, :, None] * (w + 1) + cols[:, None, :]).reshape(-1)
+            return table.index_select(0, torch.from_numpy(index))
+
+        sums = corner(ye, xe) - corner(ys, xe) - corner(ye, xs) + corner(ys, xs)
+        sums = sums.to(torch.float32).reshape(len(b), size, size, c).permute(0, 3, 1, 2)
+        kh = torch.from_numpy(ye - ys).to(torch.float32)[:, None, :, None]
+        kw = torch.from_numpy(xe - xs).to(torch.float32)[:, None, None, :]
+        crops = sums / kh / kw
+        return ((crops - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
 
     def detect(self, rgb: np.ndarray, min_face: int = 20) -> Detections:
         """Faces in an RGB (or grey) uint8 image, highest score first."""
@@ -250,8 +285,8 @@ class MTCNN:
         if min(h, w) < 12:
             return empty
         with torch.inference_mode():
-            img = torch.from_numpy(np.array(rgb[:, :, :3], np.uint8)).to(self.device)
-            img = img.permute(2, 0, 1).unsqueeze(0).float()
+            u8 = np.array(rgb[:, :, :3], np.uint8)
+            img = torch.from_numpy(u8).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
             # -- stage 1: P-Net over the pyramid
             m = 12.0 / min_face
             scales, side = [], min(h, w) * m
@@ -287,7 +322,8 @@ class MTCNN:
             boxes = boxes[self._valid(boxes, w, h)]
             if len(boxes) == 0:
                 return empty
-            reg, prob = self.rnet(self._crops(img, boxes, 24))
+            table = self._integral(u8)  # shared by both stages' crops
+            reg, prob = self.rnet(self._crops(table, (h, w), boxes, 24).to(self.device))
             score = prob[:, 1].cpu().numpy()
             ok = score > THRESHOLDS[1]
             boxes = np.column_stack([boxes[ok, :4], score[ok]])
@@ -298,7 +334,7 @@ class MTCNN:
             boxes = boxes[self._valid(boxes, w, h)]
             if len(boxes) == 0:
                 return empty
-            reg, pts, prob = self.onet(self._crops(img, boxes, 48))
+            reg, pts, prob = self.onet(self._crops(table, (h, w), boxes, 48).to(self.device))
             score = prob[:, 1].cpu().numpy()
             ok = score > THRESHOLDS[2]
             boxes = np.column_stack([boxes[ok, :4], score[ok]])
