@@ -79,7 +79,7 @@ def _reference_crops(rgb: np.ndarray, boxes: np.ndarray, size: int):
 
 
 @pytest.mark.parametrize("shape", [(250, 250), (480, 640), (37, 91), (300, 200)])
-def test_crops_from_the_summed_area_table_equal_the_per_box_resize(shape):
+def test_resizes_from_the_summed_area_table_equal_f_interpolate(shape):
     import torch
 
     rng = np.random.default_rng(sum(shape))
@@ -95,6 +95,15 @@ def test_crops_from_the_summed_area_table_equal_the_per_box_resize(shape):
         got = mtcnn.MTCNN._crops(table, (h, w), boxes, size)
         want = _reference_crops(rgb, boxes, size)
         assert got.shape == want.shape and torch.equal(got, want)  # bit for bit
+    # the P-Net pyramid: the whole image at each scale, as F.interpolate(mode="area") gives it
+    import torch.nn.functional as F
+
+    img = torch.from_numpy(rgb).permute(2, 0, 1).unsqueeze(0).float()
+    zero = np.zeros(1, np.int64)
+    for s in (0.6, 0.6 * 0.709, 0.6 * 0.709 ** 4, 0.13):
+        size = (int(h * s + 1), int(w * s + 1))
+        got = mtcnn.MTCNN._area(table, w, zero, zero, np.array([h]), np.array([w]), *size)
+        assert torch.equal(got, F.interpolate(img, size=size, mode="area"))
 
 
 def test_no_face_in_flat_noise_or_tiny_images(detector):

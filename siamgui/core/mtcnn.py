@@ -194,6 +194,11 @@ def _regress(boxes: np.ndarray, reg: np.ndarray) -> np.ndarray:
     return out
 
 
+def _scaled(x: torch.Tensor) -> torch.Tensor:
+    """Pixel values 0-255 to the networks' input range, channels-last."""
+    return ((x - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
+
+
 class MTCNN:
     """The three networks and the cascade that runs them."""
 
@@ -239,41 +244,46 @@ class MTCNN:
         return table.reshape(-1, c)
 
     @staticmethod
-    def _crops(table: torch.Tensor, shape: tuple[int, int], boxes: np.ndarray, size: int) -> torch.Tensor:
-        """The in-image part of each box, area-resized to ``size`` (facenet-pytorch's ``pad`` + crop).
+    def _area(table: torch.Tensor, width: int, y0, x0, ch, cw, out_h: int, out_w: int) -> torch.Tensor:
+        """Area resize of N regions (top-left ``y0``, ``x0``, size ``ch`` x ``cw``; arrays)
+        of the image whose summed-area table is ``table`` (:meth:`_integral`; ``width`` is
+        the image's) to ``out_h`` x ``out_w``: (N, C, out_h, out_w) float32 on the CPU.
 
-        The reference resizes box by box with ``F.interpolate(mode="area")``, which is
-        adaptive average pooling: output pixel (i, j) is the mean of rows
-        floor(i*h/size) .. ceil((i+1)*h/size) and the same for columns. Here every box's
-        bins are summed at once from the image's summed-area table (``table``, from
-        :meth:`_integral`; ``shape`` is the image's (H, W)) and divided as PyTorch's
-        kernel divides (by the bin height, then its width): bit-identical to the
-        reference (``tests/test_mtcnn.py``), in about 0.4 instead of 4.9 ms for 70
-        boxes of a 250x250 photo. On the CPU; the caller moves the result.
+        ``F.interpolate(mode="area")`` is adaptive average pooling: output pixel (i, j) is
+        the mean of rows floor(i*h/out_h) .. ceil((i+1)*h/out_h) and the same for
+        columns. Here every region's bins are summed at once from the table and divided
+        as PyTorch's kernel divides (by the bin height, then its width): bit-identical
+        to ``F.interpolate`` of each region (``tests/test_mtcnn.py``).
         """
-        h, w = shape
         c = table.shape[1]
-        b = np.trunc(boxes[:, :4]).astype(np.int64)
-        x0 = np.maximum(b[:, 0], 1) - 1
-        y0 = np.maximum(b[:, 1], 1) - 1
-        ch = np.minimum(b[:, 3], h) - y0
-        cw = np.minimum(b[:, 2], w) - x0
-        k = np.arange(size)
-        ys = y0[:, None] + (k * ch[:, None]) // size  # bin starts (floor) and ends (ceil), per box
-        ye = y0[:, None] - (-(k + 1) * ch[:, None]) // size
-        xs = x0[:, None] + (k * cw[:, None]) // size
-        xe = x0[:, None] - (-(k + 1) * cw[:, None]) // size
+        i, j = np.arange(out_h), np.arange(out_w)
+        ys = y0[:, None] + (i * ch[:, None]) // out_h  # bin starts (floor) and ends (ceil), per region
+        ye = y0[:, None] - (-(i + 1) * ch[:, None]) // out_h
+        xs = x0[:, None] + (j * cw[:, None]) // out_w
+        xe = x0[:, None] - (-(j + 1) * cw[:, None]) // out_w
 
         def corner(rows, cols):
-            index = (rows[:, :, None] * (w + 1) + cols[:, None, :]).reshape(-1)
+            index = (rows[:, :, None] * (width + 1) + cols[:, None, :]).reshape(-1)
             return table.index_select(0, torch.from_numpy(index))
 
         sums = corner(ye, xe) - corner(ys, xe) - corner(ye, xs) + corner(ys, xs)
-        sums = sums.to(torch.float32).reshape(len(b), size, size, c).permute(0, 3, 1, 2)
+        sums = sums.to(torch.float32).reshape(len(y0), out_h, out_w, c).permute(0, 3, 1, 2)
         kh = torch.from_numpy(ye - ys).to(torch.float32)[:, None, :, None]
         kw = torch.from_numpy(xe - xs).to(torch.float32)[:, None, None, :]
-        crops = sums / kh / kw
-        return ((crops - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last)
+        return sums / kh / kw
+
+    @staticmethod
+    def _crops(table: torch.Tensor, shape: tuple[int, int], boxes: np.ndarray, size: int) -> torch.Tensor:
+        """The in-image part of each box, area-resized to ``size`` and scaled to [-1, 1]
+        (facenet-pytorch's ``pad`` + crop, which resizes box by box); CPU, channels-last.
+        For 70 boxes of a 250x250 photo, detection took 1.5 ms less than with one
+        ``F.interpolate`` per box."""
+        h, w = shape
+        b = np.trunc(boxes[:, :4]).astype(np.int64)
+        x0 = np.maximum(b[:, 0], 1) - 1
+        y0 = np.maximum(b[:, 1], 1) - 1
+        crops = MTCNN._area(table, w, y0, x0, np.minimum(b[:, 3], h) - y0, np.minimum(b[:, 2], w) - x0, size, size)
+        return _scaled(crops)
 
     def detect(self, rgb: np.ndarray, min_face: int = 20) -> Detections:
         """Faces in an RGB (or grey) uint8 image, highest score first."""
@@ -286,7 +296,8 @@ class MTCNN:
             return empty
         with torch.inference_mode():
             u8 = np.array(rgb[:, :, :3], np.uint8)
-            img = torch.from_numpy(u8).to(self.device).permute(2, 0, 1).unsqueeze(0).float()
+            table = self._integral(u8)  # every resize below (pyramid, crops) sums from it
+            whole = (np.zeros(1, np.int64), np.zeros(1, np.int64), np.array([h]), np.array([w]))
             # -- stage 1: P-Net over the pyramid
             m = 12.0 / min_face
             scales, side = [], min(h, w) * m
@@ -297,8 +308,8 @@ class MTCNN:
                 side *= PYRAMID_FACTOR
             found = []
             for s in scales:
-                x = F.interpolate(img, size=(int(h * s + 1), int(w * s + 1)), mode="area")
-                reg, prob = self.pnet(((x - 127.5) * 0.0078125).contiguous(memory_format=torch.channels_last))
+                x = self._area(table, w, *whole, int(h * s + 1), int(w * s + 1))  # F.interpolate(mode="area")
+                reg, prob = self.pnet(_scaled(x).to(self.device))
                 p = prob[0, 1].cpu().numpy()
                 ys, xs = np.nonzero(p >= THRESHOLDS[0])
                 if len(ys) == 0:
@@ -322,7 +333,6 @@ class MTCNN:
             boxes = boxes[self._valid(boxes, w, h)]
             if len(boxes) == 0:
                 return empty
-            table = self._integral(u8)  # shared by both stages' crops
             reg, prob = self.rnet(self._crops(table, (h, w), boxes, 24).to(self.device))
             score = prob[:, 1].cpu().numpy()
             ok = score > THRESHOLDS[1]
