@@ -106,6 +106,29 @@ def test_two_images_give_the_engines_verdict(qtbot, tab, tiny_model, images):
     assert images["a"].name in tab.slot_a.info_label.text() and "64×64" in tab.slot_a.info_label.text()
 
 
+def test_one_image_is_analysed_at_once_and_reused_by_the_comparison(qtbot, tab, state, images, monkeypatch):
+    verifier = state.verifier
+    prepared = []
+    real = verifier.prepare
+    monkeypatch.setattr(verifier, "prepare", lambda image, **kw: prepared.append(image) or real(image, **kw))
+    with qtbot.waitSignal(tab.analysis_finished, timeout=WAIT) as sig:
+        assert tab.slot_a.set_image_path(images["a"])
+    assert sig.args == ["A"] and tab.verdict_text() == "Add image B" and tab.result is None
+    # what the model sees is shown before there is anything to compare with
+    assert tab.slot_a.input_row.isVisibleTo(tab) and tab.slot_a.input_view.image().width() == 32
+    assert len(prepared) == 1
+    with qtbot.waitSignal(tab.comparison_finished, timeout=WAIT):
+        assert tab.slot_b.set_image_path(images["b"])
+    assert len(prepared) == 2 and prepared[1] is tab.slot_b.image  # image A came from the cache
+    ref = expected(tab.verifier.path, images["a"], images["b"])
+    assert tab.result.distance == pytest.approx(ref.distance, abs=1e-5)
+    # clearing A analyses B alone (cached: nothing prepared), and shows the request for A
+    with qtbot.waitSignal(tab.analysis_finished, timeout=WAIT) as sig:
+        tab.slot_a.clear()
+    assert sig.args == ["B"] and tab.verdict_text() == "Add image A" and len(prepared) == 2
+    assert tab.slot_b.input_row.isVisibleTo(tab)
+
+
 def test_forward_pass_on_gui_thread_is_refused(tab, state, images):
     with pytest.raises(AssertionError, match="GUI thread"):
         state.verifier.compare(str(images["a"]), str(images["b"]))
@@ -117,6 +140,8 @@ def test_newer_request_supersedes_running_one(qtbot, state, tiny_model, images, 
     real = compare_mod._compare_job
 
     def slow_job(verifier, a, b, policy, threshold):
+        if a is None or b is None:
+            return real(verifier, a, b, policy, threshold)  # one image only: its analysis, not counted
         calls.append(b.size)
         if len(calls) == 1:
             gate.wait(10)  # the first request is still running when the others arrive

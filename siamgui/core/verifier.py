@@ -55,6 +55,17 @@ class Comparison:
         return iter((self.distance, self.threshold, self.same))
 
 
+@dataclass
+class Analysis:
+    """One image as the model sees it (:meth:`Verifier.analyse`)."""
+
+    face: FaceInfo | None
+    #: The prepared input, (H, W, C) uint8.
+    input: np.ndarray
+    #: What a comparison would note about this image (no face, several faces).
+    notes: list[str] = field(default_factory=list)
+
+
 def image_key(image: ImageSource) -> tuple | None:
     """What identifies an image's content, cheaply: a file's path, size and modification
     time; the SHA-256 of bytes, a PIL image's pixels or an array. None: not cacheable
@@ -211,22 +222,34 @@ class Verifier:
         t = self.threshold if threshold is None else float(threshold)
         return Comparison(d, t, d < t, inputs=(arr_a, arr_b))
 
-    def compare(self, image_a: ImageSource, image_b: ImageSource, *, threshold: float | None = None,
-                face_policy: str = "largest", bgr: bool = False) -> Comparison:
-        images = (image_a, image_b)
+    def _embedded(self, images: Sequence[ImageSource], face_policy: str, bgr: bool) -> list[tuple]:
+        """(prepared input, face report, embedding (1, D)) per image; from the cache where it
+        has them, the others prepared and embedded in one batch (an image given twice once)."""
         keys = [self._cache_key(image, face_policy, bgr) for image in images]
         found = [self.cache.get(key) for key in keys]
-        same_image = keys[0] is not None and keys[0] == keys[1]
-        new = [i for i in range(2) if found[i] is None and not (i == 1 and same_image)]
+        first: dict = {}  # key -> index of its first occurrence
+        new = []
+        for i, key in enumerate(keys):
+            if found[i] is None and (key is None or first.setdefault(key, i) == i):
+                new.append(i)
         if new:
             prepared = [self.prepare(images[i], face_policy=face_policy, bgr=bgr) for i in new]
-            emb = self.embed_prepared([arr for arr, _ in prepared])  # the new images in one batch
+            emb = self.embed_prepared([arr for arr, _ in prepared])
             for j, i in enumerate(new):
                 found[i] = (prepared[j][0], prepared[j][1], emb[j:j + 1].clone())
                 self.cache.put(keys[i], found[i])
-        if same_image:
-            found[1] = found[0]
-        (arr_a, info_a, emb_a), (arr_b, info_b, emb_b) = found
+        return [found[i] if found[i] is not None else found[first[keys[i]]] for i in range(len(images))]
+
+    def analyse(self, image: ImageSource, *, face_policy: str = "largest", bgr: bool = False) -> Analysis:
+        """One image as the model sees it (face report, prepared input); its embedding is
+        kept, so a comparison with it that follows embeds only the other image."""
+        ((arr, info, _),) = self._embedded([image], face_policy, bgr)
+        notes = [info.message()] if self.face_mode and info is not None and (info.count != 1 or info.mode != "face") else []
+        return Analysis(info, arr, notes)
+
+    def compare(self, image_a: ImageSource, image_b: ImageSource, *, threshold: float | None = None,
+                face_policy: str = "largest", bgr: bool = False) -> Comparison:
+        (arr_a, info_a, emb_a), (arr_b, info_b, emb_b) = self._embedded((image_a, image_b), face_policy, bgr)
         d = float(self.distance.pairwise(emb_a, emb_b)[0])
         t = self.threshold if threshold is None else float(threshold)
         result = Comparison(d, t, d < t, inputs=(arr_a, arr_b))

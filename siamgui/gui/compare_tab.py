@@ -20,8 +20,19 @@ NO_MODEL_TEXT = "No model loaded — open a model file (Model ▸ Open model fil
 VIDEO_FILTER = "Videos (*.avi *.mp4 *.mkv *.mov *.webm *.mjpg *.mjpeg);;All files (*)"
 
 
+class SlotAnalysis:
+    """The result of analysing the only image present (slot ``name``)."""
+
+    def __init__(self, name: str, analysis):
+        self.name, self.analysis = name, analysis
+
+
 def _compare_job(verifier, image_a, image_b, face_policy: str, threshold: float):
-    """Runs in the worker thread."""
+    """Runs in the worker thread: the comparison, or with one image missing the other's
+    analysis (faces found, the model's input; its embedding is kept for the comparison)."""
+    if image_a is None or image_b is None:
+        name, image = ("B", image_b) if image_a is None else ("A", image_a)
+        return SlotAnalysis(name, verifier.analyse(image, face_policy=face_policy))
     return verifier.compare(image_a, image_b, threshold=threshold, face_policy=face_policy)
 
 
@@ -101,10 +112,13 @@ class CompareTab(QWidget):
 
     Signals: ``comparison_finished(bool)`` whenever a comparison that is still
     current has finished (True with a verdict shown, False when it failed);
+    ``analysis_finished(str)`` when the only image present (slot "A" or "B") has
+    been analysed (faces drawn, the model's input shown);
     ``open_model_requested()``; ``message(str)`` for the status bar.
     """
 
     comparison_finished = Signal(bool)
+    analysis_finished = Signal(str)  # "A" or "B": the only image present has been analysed
     open_model_requested = Signal()
     message = Signal(str)
 
@@ -115,6 +129,7 @@ class CompareTab(QWidget):
         self.result = None  # the Comparison for the current images, model and face policy
         self._req = 0
         self._pending_req = -1
+        self._analysis_req = -1
         self._loading = False
         self._model_error = ""
         self._updating_threshold = False
@@ -366,9 +381,16 @@ class CompareTab(QWidget):
         self.result = None
         for slot in (self.slot_a, self.slot_b):
             slot.clear_analysis()
-        if self.verifier is None or self.slot_a.image is None or self.slot_b.image is None:
+        present = [slot for slot in (self.slot_a, self.slot_b) if slot.image is not None]
+        if self.verifier is None or not present:
             self.worker.cancel_pending()
             self._show_idle()
+            return
+        if len(present) == 1:  # show what the model makes of it now; the comparison reuses it
+            self._show_idle()
+            self._analysis_req = self._req
+            self.worker.submit(self._req, self.verifier, self.slot_a.image, self.slot_b.image, self.face_policy,
+                               self.threshold)
             return
         self._show_pending()
         self._pending_req = self._req
@@ -383,6 +405,12 @@ class CompareTab(QWidget):
     def _on_compare_succeeded(self, req: int, result) -> None:
         if req != self._req:
             return  # superseded: never show a stale result
+        if isinstance(result, SlotAnalysis):
+            slot = self.slot_a if result.name == "A" else self.slot_b
+            a = result.analysis
+            slot.set_analysis(a.face, a.input, bool(self.verifier and self.verifier.face_mode))
+            self.analysis_finished.emit(result.name)
+            return
         self._pending_req = -1
         result.threshold = self.threshold
         result.same = result.distance < result.threshold
@@ -395,6 +423,10 @@ class CompareTab(QWidget):
 
     def _on_compare_failed(self, req: int, message: str) -> None:
         if req != self._req:
+            return
+        if req == self._analysis_req:  # one image only: say so, no verdict to withdraw
+            self._set_notes(message, warn=True)
+            self.message.emit(f"Image could not be analysed: {message}")
             return
         self._pending_req = -1
         self._set_verdict("Comparison failed", None)
