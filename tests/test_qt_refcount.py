@@ -19,6 +19,16 @@ def test_void_calls_keep_none_balanced(qapp):
     label = QLabel("x")
     calls = [lambda: label.setText("y"), label.show, label.update, QCoreApplication.processEvents,
              lambda: QTest.qWait(0)]
+    # Objects left by earlier tests (deferred deletes, queued signals) would free their
+    # references to None during the loop and look like a leak: flush them first.
+    import gc
+
+    from PySide6.QtCore import QEvent
+
+    for _ in range(3):
+        QCoreApplication.sendPostedEvents(None, QEvent.Type.DeferredDelete)
+        QCoreApplication.processEvents()
+        gc.collect()
     before = sys.getrefcount(None)
     for _ in range(400):
         for call in calls:
