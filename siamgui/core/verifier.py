@@ -62,8 +62,6 @@ class Analysis:
     face: FaceInfo | None
     #: The prepared input, (H, W, C) uint8.
     input: np.ndarray
-    #: What a comparison would note about this image (no face, several faces).
-    notes: list[str] = field(default_factory=list)
 
 
 def image_key(image: ImageSource) -> tuple | None:
@@ -133,8 +131,8 @@ class Verifier:
     """A loaded model ready to embed and compare images.
 
     ``model`` is a path, a :class:`LoadedModel`, or None for the bundled model.
-    Thread-safe for concurrent calls (inference only). ``compare`` keeps the last
-    ``cache_size`` images' embeddings (:class:`EmbeddingCache`; 0 turns it off).
+    Thread-safe for concurrent calls (inference only). ``compare`` and ``analyse`` keep
+    the last ``cache_size`` images' embeddings (:class:`EmbeddingCache`; 0 turns it off).
     ``precision`` is the encoder's dtype for inference (:func:`select_precision`):
     ``auto`` runs it in bfloat16 on CPUs that compute bfloat16 natively. ``network``
     itself stays float32 (it is what gets saved).
@@ -244,8 +242,7 @@ class Verifier:
         """One image as the model sees it (face report, prepared input); its embedding is
         kept, so a comparison with it that follows embeds only the other image."""
         ((arr, info, _),) = self._embedded([image], face_policy, bgr)
-        notes = [info.message()] if self.face_mode and info is not None and (info.count != 1 or info.mode != "face") else []
-        return Analysis(info, arr, notes)
+        return Analysis(info, arr)
 
     def compare(self, image_a: ImageSource, image_b: ImageSource, *, threshold: float | None = None,
                 face_policy: str = "largest", bgr: bool = False) -> Comparison:
