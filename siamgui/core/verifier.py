@@ -96,18 +96,14 @@ class EmbeddingCache:
         self.size = int(size)
         self._items: OrderedDict = OrderedDict()
         self._lock = threading.Lock()
-        self.hits = self.misses = 0
 
     def get(self, key):
         if key is None or self.size <= 0:
             return None
         with self._lock:
             item = self._items.get(key)
-            if item is None:
-                self.misses += 1
-                return None
-            self._items.move_to_end(key)
-            self.hits += 1
+            if item is not None:
+                self._items.move_to_end(key)
             return item
 
     def put(self, key, item) -> None:
@@ -218,12 +214,6 @@ class Verifier:
         return self.distance.pairwise(emb_a, emb_b).numpy().astype(np.float64)
 
     # -- comparison ------------------------------------------------------------------
-    def compare_prepared(self, arr_a: np.ndarray, arr_b: np.ndarray, threshold: float | None = None) -> Comparison:
-        emb = self.embed_prepared([arr_a, arr_b])  # one batch for both images
-        d = float(self.distance.pairwise(emb[:1], emb[1:])[0])
-        t = self.threshold if threshold is None else float(threshold)
-        return Comparison(d, t, d < t, inputs=(arr_a, arr_b))
-
     def _embedded(self, images: Sequence[ImageSource], face_policy: str, bgr: bool) -> list[tuple]:
         """(prepared input, face report, embedding (1, D)) per image; from the cache where it
         has them, the others prepared and embedded in one batch (an image given twice once)."""
