@@ -49,7 +49,7 @@ def preset_face_crop(img: Image.Image, spec) -> Image.Image:
     The same function siamgui uses, called the plain way, so both sides do the same
     work and give the same embedding (the runner checks the two distances agree).
     """
-    from siamgui.core.face import get_aligner
+    from siamgui.core.face.aligners import get_aligner
 
     cfg = spec.face or {}
     crop, _ = get_aligner(cfg.get("align", "box"))(img, cfg, "largest", spec.image_size)

@@ -25,7 +25,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-from siamgui.core.gallery import Gallery, _Stored  # noqa: E402
+from siamgui.core.gallery import Gallery  # noqa: E402
+from siamgui.core.gallery.store import _Stored  # noqa: E402
 
 TARGET_MS = 5.0
 

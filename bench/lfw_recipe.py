@@ -88,7 +88,7 @@ def fast_devtest(model: str | None) -> dict:
     import numpy as np
 
     from siamgui.core import evaluation as ev
-    from siamgui.core.chip_cache import ChipCache
+    from siamgui.core.face.chips import ChipCache
     from siamgui.core.datasets import read_lfw_pairs
     from siamgui.core.training import prepare_images
     from siamgui.core.verifier import Verifier

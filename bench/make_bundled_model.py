@@ -42,7 +42,7 @@ def main(argv=None) -> int:
     ap.add_argument("--flip-average", action="store_true", help="store test-time flip averaging in the metadata")
     args = ap.parse_args(argv)
 
-    from siamgui.core import dlib_import as di
+    from siamgui.core.face import dlib_format as di
     from siamgui.core.resources import resources_dir
 
     src_dir = Path(args.models_dir)

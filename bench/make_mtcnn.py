@@ -5,7 +5,7 @@
 
 The wheel's ``facenet_pytorch/data/{pnet,rnet,onet}.pt`` are PyTorch state
 dicts, read with ``torch.load(weights_only=True)`` (no pickle code runs) and
-loaded into our own networks (:mod:`siamgui.core.mtcnn`) to check the names and
+loaded into our own networks (:mod:`siamgui.core.face.mtcnn`) to check the names and
 shapes, then written as one ``.safetensors`` file with provenance metadata. The
 package itself is never installed or imported. Adds ``mtcnn.safetensors`` to
 ``resources/models/PROVENANCE.json`` and the MIT licence text to
@@ -35,7 +35,7 @@ def main(argv=None) -> int:
     import torch
     from safetensors.torch import save_file
 
-    from siamgui.core import mtcnn
+    from siamgui.core.face import mtcnn
     from siamgui.core.modelfile import atomic_write
     from siamgui.core.resources import resources_dir
 

@@ -115,8 +115,8 @@ def main(argv=None) -> int:
     import torch
     from PIL import Image
 
-    from siamgui.core.alignment import dlib5_aligner, landmark_model_path
-    from siamgui.core.landmarks import chip_transform, extract_chip, get_predictor, grey_intensity
+    from siamgui.core.face.alignment import landmark_model_path
+    from siamgui.core.face.landmarks import chip_transform, extract_chip, get_predictor, grey_intensity
     from siamgui.core.verifier import Verifier
 
     torch.set_num_threads(2)

@@ -36,7 +36,7 @@ def main(argv=None) -> int:
     import torch
     from PIL import Image
 
-    from siamgui.core.mtcnn import get_detector
+    from siamgui.core.face.mtcnn import get_detector
     from siamgui.core.resources import resources_dir
 
     tmp = tempfile.mkdtemp(prefix="facenet-")

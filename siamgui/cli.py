@@ -223,7 +223,7 @@ def cmd_evaluate(args) -> int:
     from siamgui.core.errors import DatasetError
     from siamgui.core.verifier import Verifier
 
-    if args.one_shot:  # N-way K-shot episodes (siamgui.core.oneshot)
+    if args.one_shot:  # N-way K-shot episodes (siamgui.core.gallery.oneshot)
         from siamgui.gallery_cli import cmd_evaluate_one_shot
 
         return cmd_evaluate_one_shot(args)
@@ -417,7 +417,7 @@ def _register_extra_commands(sub) -> None:
     """Commands that live in their own modules (each module adds its sub-parser)."""
     import importlib
 
-    for mod_name in ("siamgui.core.dlib_import", "siamgui.gallery_cli"):
+    for mod_name in ("siamgui.core.face.dlib_format", "siamgui.gallery_cli"):
         try:
             mod = importlib.import_module(mod_name)
         except ModuleNotFoundError as exc:

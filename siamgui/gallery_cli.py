@@ -154,7 +154,7 @@ def cmd_identify(args) -> int:
 def cmd_evaluate_one_shot(args) -> int:
     """``siamgui evaluate --one-shot DATA_DIR --way N --shots K --episodes E [--json]``."""
     from siamgui.cli import UsageError
-    from siamgui.core.oneshot import run_one_shot
+    from siamgui.core.gallery.oneshot import run_one_shot
 
     if args.data_dir or args.pairs or args.lfw_pairs:
         raise UsageError("--one-shot DATA_DIR cannot be combined with DATA_DIR, --pairs or --lfw-pairs")

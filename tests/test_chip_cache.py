@@ -1,4 +1,4 @@
-"""The disk cache of prepared training chips (siamgui.core.chip_cache) and the training timing record."""
+"""The disk cache of prepared training chips (siamgui.core.face.chips) and the training timing record."""
 
 import os
 import time
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from siamgui.core.chip_cache import ChipCache, cache_root, spec_key
+from siamgui.core.face.chips import ChipCache, cache_root, spec_key
 from siamgui.core.preprocess import Preprocessor, preset_spec
 from siamgui.core.training import Finished, Log, TrainConfig, prepare_images, train
 
@@ -115,7 +115,7 @@ def test_time_budget_stops_training(tmp_path, shapes_dir):
 
 
 def test_changed_preparing_code_changes_the_key(monkeypatch):
-    from siamgui.core import chip_cache
+    from siamgui.core.face import chips as chip_cache
 
     spec = preset_spec("face", 64)
     before = spec_key(spec)

@@ -12,8 +12,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from siamgui.core import dlib_import as di
-from siamgui.core.dlib_resnet import LEVEL_RES_UNITS, add_prev
+from siamgui.core.face import dlib_format as di
+from siamgui.core.models.dlib_resnet import LEVEL_RES_UNITS, add_prev
+
+from _dlib_writer import DlibWriter
 
 DAT_SHA256 = "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30"
 SP5_SHA256 = "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888"
@@ -54,7 +56,7 @@ def _layer_plan(stem: int, widths: list[int]):
 
 def write_tiny_dat(stem=3, widths=(3, 4, 4, 6, 6), size=150) -> tuple[bytes, list]:
     recs = _layer_plan(stem, list(widths))
-    w = di.DlibWriter()
+    w = DlibWriter()
     w.int(1).string("loss_metric_2").float(0.04).float(0.6)
     n_add = len(recs)
     # wrapper ints, outermost first: fc ... ; tags/skips are version-1 wrappers with no record
@@ -131,20 +133,20 @@ def _forward_by_units(recs, x):
 
 # -- primitives ------------------------------------------------------------------------------------
 def test_integer_and_float_encodings_match_dlib():
-    assert di.DlibWriter().int(2).getvalue() == b"\x01\x02"
-    assert di.DlibWriter().int(0).getvalue() == b"\x01\x00"
-    assert di.DlibWriter().int(-300).getvalue() == b"\x82\x2c\x01"
+    assert DlibWriter().int(2).getvalue() == b"\x01\x02"
+    assert DlibWriter().int(0).getvalue() == b"\x01\x00"
+    assert DlibWriter().int(-300).getvalue() == b"\x82\x2c\x01"
     r = di.DlibReader(bytes.fromhex("030ad7a3811c"))  # 0xa3d70a * 2**-28, from dlib's writer
     assert abs(r.float() - 0.04) < 1e-8
     values = [0.0, 1.0, -2.5, 0.6, 1e-30, 123456.789, float(np.float32(0.1)), math.inf, -math.inf]
-    w = di.DlibWriter()
+    w = DlibWriter()
     for v in values:
         w.float(v)
     w.string("abc").bool(True).bool(False).int(-(1 << 40))
     r = di.DlibReader(w.getvalue())
     assert [r.float() for _ in values] == values
     assert r.string() == "abc" and r.bool() is True and r.bool() is False and r.int() == -(1 << 40)
-    assert math.isnan(di.DlibReader(di.DlibWriter().float(math.nan).getvalue()).float())
+    assert math.isnan(di.DlibReader(DlibWriter().float(math.nan).getvalue()).float())
     with pytest.raises(di.DlibFormatError):
         di.DlibReader(b"\x00").int()
     with pytest.raises(di.DlibFormatError):
@@ -239,10 +241,10 @@ def test_cli_import_dlib(tiny_dat, tmp_path, capsys):
 
 # -- shape predictor -----------------------------------------------------------------------------------
 def test_shape_predictor_round_trip_and_tree_walk(tmp_path):
-    from siamgui.core.landmarks import LandmarkPredictor
+    from siamgui.core.face.landmarks import LandmarkPredictor
 
     init = np.array([[0.25, 0.25], [0.75, 0.25], [0.5, 0.75]], np.float32)
-    w = di.DlibWriter().int(1).float_matrix(init.reshape(-1, 1))
+    w = DlibWriter().int(1).float_matrix(init.reshape(-1, 1))
     w.int(1).int(1)  # one stage, one tree
     w.int(3)  # 3 splits, depth 2
     for idx1, idx2, th in ((0, 1, 10.0), (0, 1, 50.0), (1, 0, 0.0)):
@@ -273,7 +275,7 @@ def test_shape_predictor_round_trip_and_tree_walk(tmp_path):
 
 
 def test_chip_transform_puts_landmarks_on_the_template():
-    from siamgui.core.landmarks import CHIP_TEMPLATE_5, chip_transform, extract_chip
+    from siamgui.core.face.landmarks import CHIP_TEMPLATE_5, chip_transform, extract_chip
 
     # a face rotated by 10 degrees, scaled 0.8, shifted
     ang = math.radians(10)
@@ -319,7 +321,7 @@ def test_bundled_model_metadata_and_checksums():
 
 # -- alignment ---------------------------------------------------------------------------------------
 def test_choose_face_prefers_confident_boxes():
-    from siamgui.core.alignment import choose_face
+    from siamgui.core.face.alignment import choose_face
 
     assert choose_face([((0, 0, 150, 150), 21), ((60, 60, 110, 110), 44)]) == 1  # a large weak false positive
     assert choose_face([((0, 0, 150, 150), 30), ((60, 60, 110, 110), 44)]) == 0
@@ -327,7 +329,7 @@ def test_choose_face_prefers_confident_boxes():
 
 
 def test_choose_face_takes_the_main_face():
-    from siamgui.core.alignment import choose_face
+    from siamgui.core.face.alignment import choose_face
 
     size = (400, 200)
     big_left = ((10, 40, 120, 120), 0.99)
@@ -344,7 +346,7 @@ def test_choose_face_takes_the_main_face():
 def test_aligner_without_a_face_uses_the_centre():
     from PIL import Image
 
-    from siamgui.core.face import get_aligner
+    from siamgui.core.face.aligners import get_aligner
 
     aligner = get_aligner("dlib5")
     chip, info = aligner(Image.new("RGB", (300, 200), (90, 90, 90)), {}, "largest", 150)

@@ -3,7 +3,7 @@
 import torch
 import torch.nn.functional as F
 
-from siamgui.core.dlib_resnet import DlibResNet
+from siamgui.core.models.dlib_resnet import DlibResNet
 
 
 def reference_features(net: DlibResNet, x: torch.Tensor) -> torch.Tensor:

@@ -186,20 +186,20 @@ def test_killed_process_mid_enrolment_leaves_a_consistent_gallery(tmp_path):
     code = textwrap.dedent(f"""
         import os, numpy as np
         from PIL import Image
-        from siamgui.core import gallery as G
+        from siamgui.core.gallery import store as G, Gallery
         def stored(seed):
             im = Image.fromarray(np.random.default_rng(seed).integers(0, 255, (24, 24, 3), dtype=np.uint8))
             return G._store_image(im, im)
-        g = G.Gallery({str(path)!r})
+        g = Gallery({str(path)!r})
         g.add_prepared("first", [stored(0), stored(1)], np.ones((2, 4)), "fp")
         n = {{"i": 0}}
-        real = G.Gallery._insert_example
+        real = Gallery._insert_example
         def dying(self, con, ident, s):
             n["i"] += 1
             if n["i"] == 3:
                 os._exit(9)  # killed: no rollback, no close
             return real(self, con, ident, s)
-        G.Gallery._insert_example = dying
+        Gallery._insert_example = dying
         g.add_prepared("second", [stored(2), stored(3), stored(4)], np.ones((3, 4)), "fp")
     """)
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)

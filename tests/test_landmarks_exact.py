@@ -11,8 +11,8 @@ import math
 import numpy as np
 import pytest
 
-from siamgui.core import landmarks as lm
-from siamgui.core.dlib_import import ShapePredictor
+from siamgui.core.face import landmarks as lm
+from siamgui.core.face.dlib_format import ShapePredictor
 from siamgui.core.resources import resources_dir
 
 from conftest import LFW_ROOT, lfw_available

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from conftest import LFW_ROOT, lfw_available
-from siamgui.core import mtcnn
+from siamgui.core.face import mtcnn
 from siamgui.core.errors import ModelFileError
 from siamgui.core.resources import resources_dir
 
@@ -155,7 +155,7 @@ def test_aligner_with_mtcnn_matches_the_haar_route_on_an_easy_face():
         pytest.skip("needs the shared LFW data")
     from PIL import Image
 
-    from siamgui.core.face import get_aligner
+    from siamgui.core.face.aligners import get_aligner
 
     img = Image.open(LFW_ROOT / "Colin_Powell/Colin_Powell_0001.jpg").convert("RGB")
     aligner = get_aligner("dlib5")
@@ -170,7 +170,7 @@ def test_aligner_with_mtcnn_matches_the_haar_route_on_an_easy_face():
 def test_unknown_detector_is_a_model_error():
     from PIL import Image
 
-    from siamgui.core.face import get_aligner
+    from siamgui.core.face.aligners import get_aligner
 
     with pytest.raises(ModelFileError, match="Unknown face detector"):
         get_aligner("dlib5")(Image.new("RGB", (80, 80)), {"detector": "yolo"}, "largest", 150)
@@ -199,7 +199,7 @@ def test_large_photos_are_searched_on_a_reduced_copy_in_full_size_coordinates(mo
         pytest.skip("needs the shared LFW data")
     from PIL import Image
 
-    from siamgui.core import alignment
+    from siamgui.core.face import alignment
 
     img = Image.open(LFW_ROOT / "Colin_Powell/Colin_Powell_0001.jpg").convert("RGB")
     small = alignment.detect_faces_mtcnn(np.asarray(img), {})
@@ -208,7 +208,7 @@ def test_large_photos_are_searched_on_a_reduced_copy_in_full_size_coordinates(mo
     real = mtcnn.MTCNN.detect
     monkeypatch.setattr(mtcnn.MTCNN, "detect", lambda self, rgb, min_face=20: seen.append(rgb.shape) or real(self, rgb, min_face))
     large = alignment.detect_faces_mtcnn(big, {})
-    from siamgui.core.face import DETECT_MAX_SIDE
+    from siamgui.core.face.detect import DETECT_MAX_SIDE
 
     assert seen == [(DETECT_MAX_SIDE, DETECT_MAX_SIDE, 3)]
     (x, y, w, h), _ = small[0]
@@ -223,7 +223,7 @@ def test_camera_preview_boxes_come_from_the_same_detector():
         pytest.skip("needs the shared LFW data")
     from PIL import Image
 
-    from siamgui.core import alignment
+    from siamgui.core.face import alignment
     from siamgui.gui.camera_view import CameraWorker
 
     face = np.asarray(Image.open(LFW_ROOT / "Colin_Powell/Colin_Powell_0001.jpg").convert("RGB"))

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from siamgui.core.errors import DatasetError, SiamguiError
-from siamgui.core.oneshot import (Episode, episode_predictions, evaluate_embeddings, sample_episodes,
+from siamgui.core.gallery.oneshot import (Episode, episode_predictions, evaluate_embeddings, sample_episodes,
                                   summarise)
 
 # 1-D embeddings chosen by hand: class 0 = images 0-2, class 1 = 3-5, class 2 = 6-8
@@ -93,7 +93,7 @@ def test_evaluate_embeddings_matches_a_plain_loop():
 def test_run_one_shot_with_a_model_and_the_cli(tiny_model, shapes_dir, capsys):
     from siamgui.cli import main
     from siamgui.core.datasets import scan_folder
-    from siamgui.core.oneshot import run_one_shot
+    from siamgui.core.gallery.oneshot import run_one_shot
     from siamgui.core.verifier import Verifier
 
     v = Verifier(tiny_model, device="cpu")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from siamgui.core.errors import DatasetError, ImageError
+from siamgui.core.errors import DatasetError
 from siamgui.core.images import is_image_name
 
 

@@ -29,3 +29,7 @@ class DeviceError(SiamguiError):
 
 class TrainingCancelled(SiamguiError):
     """Training was stopped by the user before anything could be kept."""
+
+
+class GalleryError(SiamguiError):
+    """The gallery cannot do what was asked (unknown name, damaged file...)."""

@@ -24,7 +24,8 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps
 
-from siamgui.core import face as face_mod
+from siamgui.core.face.aligners import get_aligner
+from siamgui.core.face.detect import FaceInfo
 from siamgui.core.images import ImageSource, load_image
 
 PRESETS = ("face", "signature", "generic")
@@ -129,7 +130,7 @@ class Preprocessor:
 
     # -- step 1: image -> prepared uint8 array -----------------------------------
     def prepare(self, source: ImageSource | Image.Image, *, face_policy: str = "largest", bgr: bool = False
-                ) -> tuple[np.ndarray, face_mod.FaceInfo | None]:
+                ) -> tuple[np.ndarray, FaceInfo | None]:
         """Image -> uint8 array (S, S, C) at the model's input size, and face info."""
         image = source if isinstance(source, Image.Image) and source.mode == "RGB" else load_image(source, bgr=bgr)
         s = self.spec
@@ -151,10 +152,10 @@ class Preprocessor:
             arr = arr[:, :, None]
         return arr, info
 
-    def face_region(self, image: Image.Image, policy: str = "largest") -> tuple[Image.Image, face_mod.FaceInfo]:
+    def face_region(self, image: Image.Image, policy: str = "largest") -> tuple[Image.Image, FaceInfo]:
         """The face-mode crop (before resizing) and what detection found."""
         cfg = self.spec.face or {}
-        aligner = face_mod.get_aligner(cfg.get("align", "box"))
+        aligner = get_aligner(cfg.get("align", "box"))
         if self.device is not None:
             cfg = dict(cfg, device=self.device)
         return aligner(image, cfg, policy, self.spec.image_size)

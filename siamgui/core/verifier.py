@@ -17,7 +17,7 @@ import torch
 from siamgui.core.device import DeviceChoice, PrecisionChoice, select_device, select_precision
 from siamgui.core.distances import get_distance
 from siamgui.core.errors import DeviceError
-from siamgui.core.face import FaceInfo
+from siamgui.core.face.detect import FaceInfo
 from siamgui.core.images import ImageSource
 from siamgui.core.modelfile import LoadedModel, load_model
 from siamgui.core.preprocess import Preprocessor, stack_prepared

@@ -111,12 +111,12 @@ class CameraWorker(QThread):
         except Exception:  # noqa: BLE001 - a preview without boxes is still a preview
             return []
         try:
-            from siamgui.core.alignment import detect_faces_mtcnn
+            from siamgui.core.face.alignment import detect_faces_mtcnn
 
             return [tuple(int(round(v)) for v in box) for box, _ in detect_faces_mtcnn(rgb, {})]
         except Exception:  # noqa: BLE001 - e.g. the detector file is missing: fall back to Haar
             try:
-                from siamgui.core.face import find_faces
+                from siamgui.core.face.detect import find_faces
 
                 return find_faces(rgb)
             except Exception:  # noqa: BLE001

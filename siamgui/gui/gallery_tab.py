@@ -143,7 +143,7 @@ def _job_call(ctx, fn, *args):
 
 
 def _job_evaluate(ctx, verifier, folder, way, shots, episodes, rank):
-    from siamgui.core.oneshot import run_one_shot
+    from siamgui.core.gallery.oneshot import run_one_shot
 
     return run_one_shot(verifier, folder, way, shots, episodes, seed=0, rank=rank, progress=ctx.progress,
                         cancel=ctx.cancelled)

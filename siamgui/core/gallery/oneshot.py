@@ -25,8 +25,8 @@ from typing import Callable
 import numpy as np
 
 from siamgui.core.errors import DatasetError, SiamguiError
+from siamgui.core.gallery.index import RANKINGS
 
-RANKINGS = ("min", "mean")
 Z95 = 1.959963984540054
 
 

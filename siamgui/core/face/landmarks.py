@@ -17,11 +17,11 @@ from __future__ import annotations
 import json
 import math
 import threading
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
-from siamgui.core.dlib_import import ShapePredictor
 from siamgui.core.errors import ModelFileError
 
 #: dlib's 5-point chip template (interpolation.h, get_face_chip_details): right eye
@@ -33,6 +33,42 @@ CHIP_TEMPLATE_5 = np.array([
     [0.3340850613712, 0.2290642403242],
     [0.4901123135679, 0.6277975316475],
 ])
+
+
+@dataclass
+class ShapePredictor:
+    """dlib's cascade of regression trees (Kazemi & Sullivan), as arrays.
+
+    ``initial_shape`` (P, 2) in box-normalised coordinates; per cascade stage
+    ``s``: ``anchor[s]`` (F,), ``deltas[s]`` (F, 2), ``split_idx[s]`` (T, S, 2),
+    ``split_thresh[s]`` (T, S), ``leaves[s]`` (T, S+1, P*2).
+    """
+
+    initial_shape: np.ndarray
+    anchor: list[np.ndarray]
+    deltas: list[np.ndarray]
+    split_idx: list[np.ndarray]
+    split_thresh: list[np.ndarray]
+    leaves: list[np.ndarray]
+
+    def to_tensors(self) -> dict[str, np.ndarray]:
+        out = {"initial_shape": self.initial_shape.astype(np.float32)}
+        for s in range(len(self.anchor)):
+            out[f"stage{s}.anchor"] = self.anchor[s].astype(np.int32)
+            out[f"stage{s}.deltas"] = self.deltas[s].astype(np.float32)
+            out[f"stage{s}.split_idx"] = self.split_idx[s].astype(np.int32)
+            out[f"stage{s}.split_thresh"] = self.split_thresh[s].astype(np.float32)
+            out[f"stage{s}.leaves"] = self.leaves[s].astype(np.float32)
+        return out
+
+    @classmethod
+    def from_tensors(cls, t: dict[str, np.ndarray]) -> "ShapePredictor":
+        n = len([k for k in t if k.endswith(".anchor")])
+        g = lambda s, k: np.asarray(t[f"stage{s}.{k}"])  # noqa: E731
+        return cls(np.asarray(t["initial_shape"], np.float32), [g(s, "anchor") for s in range(n)],
+                   [g(s, "deltas") for s in range(n)], [g(s, "split_idx") for s in range(n)],
+                   [g(s, "split_thresh") for s in range(n)], [g(s, "leaves") for s in range(n)])
+
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -281,7 +317,7 @@ def extract_chip(rgb: np.ndarray, affine: np.ndarray, size: int = 150) -> np.nda
     span = math.hypot(a[0, 0], a[1, 0]) * (size - 1) + 1  # source width of the chip
     level_scale = 1.0
     if span / 2.0 > size:
-        from siamgui.core.face import _import_cv2  # the one locked first import (threads race otherwise)
+        from siamgui.core.face.detect import _import_cv2  # the one locked first import (threads race otherwise)
 
         cv2 = _import_cv2()
         while span / (2.0 * level_scale) > size and min(img.shape[:2]) > 4:

@@ -1,86 +1,11 @@
-"""Encoder architectures (a registry by name) and the Siamese network.
-
-An architecture is stored in a model file as ``{"name": ..., "kwargs": {...}}``
-and rebuilt with :func:`build_encoder`. Every encoder maps a batch of images
-``(N, C, H, W)`` to embeddings ``(N, D)`` and exposes ``embedding_dim`` and
-``in_channels``.
-"""
+"""The trainable encoders: a compact CNN for small grey inputs and a residual CNN."""
 
 from __future__ import annotations
 
-import importlib
-from typing import Callable
-
-import torch
 import torch.nn.functional as F
 from torch import nn
 
-_REGISTRY: dict[str, Callable[..., nn.Module]] = {}
-_DESCRIPTIONS: dict[str, str] = {}
-#: Modules that register further architectures when imported.
-_EXTRA_MODULES = ("siamgui.core.dlib_resnet",)
-_extras_loaded = False
-
-
-def register_architecture(name: str, description: str = ""):
-    """Decorator: make an encoder factory available under ``name``."""
-
-    def deco(factory):
-        _REGISTRY[name] = factory
-        _DESCRIPTIONS[name] = description or (factory.__doc__ or "").strip().split("\n")[0]
-        return factory
-
-    return deco
-
-
-def _load_extras() -> None:
-    global _extras_loaded
-    if _extras_loaded:
-        return
-    _extras_loaded = True
-    for mod in _EXTRA_MODULES:
-        try:
-            importlib.import_module(mod)
-        except ModuleNotFoundError as exc:
-            if exc.name != mod:
-                raise
-
-
-def architecture_names() -> list[str]:
-    _load_extras()
-    return sorted(_REGISTRY)
-
-
-def architecture_description(name: str) -> str:
-    _load_extras()
-    return _DESCRIPTIONS.get(name, "")
-
-
-def build_encoder(name: str, **kwargs) -> nn.Module:
-    """Build the encoder registered as ``name`` with its keyword arguments."""
-    _load_extras()
-    try:
-        factory = _REGISTRY[name]
-    except KeyError:
-        raise ValueError(f"Unknown architecture {name!r}; known: {', '.join(sorted(_REGISTRY))}") from None
-    return factory(**kwargs)
-
-
-class Encoder(nn.Module):
-    """Base: a feature trunk, a linear projection, optional L2 normalisation."""
-
-    def __init__(self, in_channels: int, embedding_dim: int, normalize: bool):
-        super().__init__()
-        self.in_channels = int(in_channels)
-        self.embedding_dim = int(embedding_dim)
-        self.normalize = bool(normalize)
-
-    def features(self, x: torch.Tensor) -> torch.Tensor:  # (N, F)
-        raise NotImplementedError
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        z = self.head(self.features(x))
-        return F.normalize(z, dim=1) if self.normalize else z
+from siamgui.core.models.base import Encoder, register_architecture
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1) -> nn.Sequential:
@@ -157,27 +82,3 @@ class ResNetEncoder(Encoder):
 def resnet(in_channels: int = 3, embedding_dim: int = 128, normalize: bool = True, width: int = 32,
            blocks: tuple | list = (1, 1, 1, 1), dropout: float = 0.0):
     return ResNetEncoder(in_channels, embedding_dim, normalize, width, tuple(blocks), dropout)
-
-
-class SiameseNetwork(nn.Module):
-    """Two inputs through **one** encoder (shared weights, a single module)."""
-
-    def __init__(self, encoder: nn.Module):
-        super().__init__()
-        self.encoder = encoder
-
-    @property
-    def embedding_dim(self) -> int:
-        return self.encoder.embedding_dim
-
-    def embed(self, x: torch.Tensor) -> torch.Tensor:
-        return self.encoder(x)
-
-    def forward(self, a: torch.Tensor, b: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        # One pass over the concatenated batch: same weights, same BN statistics.
-        z = self.encoder(torch.cat([a, b], dim=0))
-        return z[: len(a)], z[len(a):]
-
-
-def count_parameters(module: nn.Module) -> int:
-    return sum(p.numel() for p in module.parameters())

@@ -90,14 +90,14 @@ def spec_key(spec: PreprocessSpec) -> str:
     face = spec.face or {}
     if face.get("align", "box") != "box":
         try:
-            from siamgui.core.alignment import landmark_model_path
+            from siamgui.core.face.alignment import landmark_model_path
 
             parts["landmarks"] = _file_digest(landmark_model_path(face))
         except (ImportError, OSError, ValueError):
             parts["landmarks"] = None
     if face.get("detector") == "mtcnn":
         try:
-            from siamgui.core.alignment import detector_model_path
+            from siamgui.core.face.alignment import detector_model_path
 
             parts["detector"] = _file_digest(detector_model_path(face))
         except (ImportError, OSError, ValueError):

@@ -3,13 +3,13 @@
 Aligner ``"dlib5"`` (used by the bundled dlib face model):
 
 1. detect faces with the detector the model's ``face.detector`` names: ``"mtcnn"``
-   (:mod:`siamgui.core.mtcnn`, the bundled model's) or ``"haar"`` (OpenCV's cascade,
-   as :func:`siamgui.core.face.find_faces`), and take the main face among the
+   (:mod:`siamgui.core.face.mtcnn`, the bundled model's) or ``"haar"`` (OpenCV's cascade,
+   as :func:`siamgui.core.face.detect.find_faces`), and take the main face among the
    confident, whole ones (:func:`choose_face`);
 2. turn the chosen box into the box dlib's landmark model expects (a fixed
    scale and shift per detector, measured on LFW DevTrain images: Haar boxes are
    larger and sit higher than dlib's HOG boxes, MTCNN's are taller);
-3. find 5 landmarks with dlib's shape predictor (:mod:`siamgui.core.landmarks`),
+3. find 5 landmarks with dlib's shape predictor (:mod:`siamgui.core.face.landmarks`),
    then ``refine`` times re-fit the box to those landmarks and predict again,
    so the result depends little on the detector's box;
 4. warp to dlib's 150x150 face chip (5-point template, padding 0.25) exactly
@@ -32,9 +32,9 @@ import numpy as np
 from PIL import Image
 
 from siamgui.core.errors import ModelFileError
-from siamgui.core import face as face_mod
-from siamgui.core.face import FaceInfo, centre_square, register_aligner
-from siamgui.core.landmarks import chip_transform, extract_chip, get_predictor, grey_intensity
+from siamgui.core.face import detect as face_mod
+from siamgui.core.face.detect import FaceInfo, centre_square
+from siamgui.core.face.landmarks import chip_transform, extract_chip, get_predictor, grey_intensity
 from siamgui.core.resources import resources_dir
 
 #: Haar box (x, y, w, h) -> dlib-style box: centre shift (fractions of w, h) and size factor.
@@ -93,7 +93,7 @@ def detect_faces(rgb: np.ndarray, min_size_fraction: float = 0.12, relaxed: bool
                  ) -> list[tuple[tuple[int, int, int, int], int]]:
     """Haar boxes with their neighbour counts (the cascade's confidence), largest first.
 
-    Same detector and settings as :func:`siamgui.core.face.find_faces`; ``relaxed``
+    Same detector and settings as :func:`siamgui.core.face.detect.find_faces`; ``relaxed``
     (the second pass when that finds nothing) uses finer scales, fewer neighbours
     and smaller faces.
     """
@@ -126,10 +126,10 @@ def detect_faces_mtcnn(rgb: np.ndarray, cfg: dict, min_size_fraction: float = 0.
     Faces smaller than ``min_size_fraction`` of the image's shorter side (at
     least 20 px) are not searched, as with the Haar detector; ``relaxed`` searches
     down to 12 px. As with the Haar detector, a large image is searched on a reduced
-    copy (:func:`siamgui.core.face.reduced_for_detection`) and the boxes scaled back. Runs on
+    copy (:func:`siamgui.core.face.detect.reduced_for_detection`) and the boxes scaled back. Runs on
     ``cfg["device"]`` (the encoder's; default the CPU).
     """
-    from siamgui.core import mtcnn
+    from siamgui.core.face import mtcnn
 
     path = detector_model_path(cfg)
     if not path.is_file():
@@ -171,7 +171,7 @@ def choose_face(detections, policy: str = "largest", size: tuple[int, int] | Non
     With the image ``size`` (w, h) given, a face cut by the image border (less than
     :data:`WHOLE_FRACTION` of its box inside) is passed over for a whole one: MTCNN
     finds half faces at the edge of a frame, often larger than the person in the
-    middle. Then ``"largest"`` takes the *main* face (:func:`siamgui.core.face.main_face`):
+    middle. Then ``"largest"`` takes the *main* face (:func:`siamgui.core.face.detect.main_face`):
     of the faces at least half the largest one's area, the one nearest the image
     centre, since of two people of similar size the one in the middle is the subject.
     On LFW DevTrain (photos framed on the labelled person) the centred face was never
@@ -192,7 +192,6 @@ def choose_face(detections, policy: str = "largest", size: tuple[int, int] | Non
     return confident[0]
 
 
-@register_aligner("dlib5")
 def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> tuple[Image.Image, FaceInfo]:
     if policy not in ("largest", "whole", "centre"):
         raise ValueError(f"Unknown face policy {policy!r}")

@@ -172,39 +172,6 @@ def face_chip(image: Image.Image, margin: float = 0.2, policy: str = "largest") 
     return image.crop(tuple(int(round(v)) for v in region)), info
 
 
-# -- aligners: how the face preset turns a photo into the model's input ----------
-#
-# An aligner is ``f(image, face_cfg, policy, out_size) -> (PIL crop, FaceInfo)``.
-# "box" crops a square around the Haar box; further aligners (landmark-based)
-# register themselves with :func:`register_aligner`.
-
-_ALIGNERS: dict = {}
-
-
-def register_aligner(name: str):
-    def deco(fn):
-        _ALIGNERS[name] = fn
-        return fn
-
-    return deco
-
-
-def get_aligner(name: str):
-    if name not in _ALIGNERS:
-        import importlib
-
-        for mod in ("siamgui.core.alignment",):
-            try:
-                importlib.import_module(mod)
-            except ModuleNotFoundError as exc:
-                if exc.name != mod:
-                    raise
-    try:
-        return _ALIGNERS[name]
-    except KeyError:
-        raise SiamguiError(f"Unknown face alignment {name!r} in the model's preprocessing.") from None
-
-
-@register_aligner("box")
-def _box_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int):
+def box_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int):
+    """Aligner ``"box"``: a square around the Haar box, grown by the model's margin."""
     return face_chip(image, margin=float(cfg.get("margin", 0.15)), policy=policy)

@@ -1,4 +1,4 @@
-"""The gallery: enrolled identities for one-shot identification (SQLite, no Qt).
+"""The gallery's SQLite store: enrolled identities, their images and embeddings (no Qt).
 
 A gallery is one SQLite file holding
 
@@ -17,14 +17,10 @@ the gallery as it was before that enrolment. The schema carries a version
 (``PRAGMA user_version``) and is migrated forward on open; a file written by a
 newer siamgui is refused, not damaged.
 
-Identification (:class:`GalleryIndex`) is vectorised numpy over an in-memory
-snapshot of the embeddings: distance to every example, then per identity the
-minimum, or the mean of its ``k`` nearest examples; "Unknown" (``best is None``)
-when the best distance is not below the threshold (open set).
-
-The gallery takes a :class:`~siamgui.core.verifier.Verifier` where it needs to
-embed; it never imports torch itself. One :class:`Gallery` may be shared by
-threads (an internal lock serialises database access).
+:meth:`GalleryStore.index` hands out a search snapshot
+(:class:`~siamgui.core.gallery.index.GalleryIndex`); enrolment, re-embedding and
+identification, which need a model, are :class:`~siamgui.core.gallery.enrol.Gallery`'s.
+One store may be shared by threads (an internal lock serialises database access).
 """
 
 from __future__ import annotations
@@ -38,21 +34,19 @@ import threading
 import unicodedata
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import numpy as np
 from PIL import Image
 
-from siamgui.core.errors import ImageError, SiamguiError
-from siamgui.core.images import describe, load_image
+from siamgui.core.errors import GalleryError, ImageError
+from siamgui.core.gallery.index import GalleryIndex
 
 #: Current schema version (``PRAGMA user_version``).
 SCHEMA_VERSION = 1
 #: ``PRAGMA application_id``: marks a SQLite file as a siamgui gallery ("SGAL").
 APPLICATION_ID = 0x5347414C
 DEFAULT_FILE_NAME = "gallery.sqlite"
-#: Ranking rules: nearest example, or mean of the k nearest examples.
-RANKINGS = ("min", "mean")
 #: Stored images: the file itself when it is at most this large and its longest
 #: side at most ``MAX_STORED_SIDE``; otherwise a reduced JPEG copy.
 MAX_COPY_BYTES = 2_000_000
@@ -61,10 +55,6 @@ THUMB_SIDE = 128
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
-
-
-class GalleryError(SiamguiError):
-    """The gallery cannot do what was asked (unknown name, damaged file...)."""
 
 
 def default_gallery_path() -> Path:
@@ -191,152 +181,6 @@ class SyncResult:
     cancelled: bool = False
 
 
-@dataclass
-class Candidate:
-    name: str
-    distance: float
-    identity_id: int
-    #: The example nearest to the probe (for its thumbnail).
-    example_id: int
-
-
-@dataclass
-class Identification:
-    #: Best identity's name, or None for "Unknown" (best distance not below the threshold).
-    best: str | None
-    #: Best distance (the first candidate's).
-    distance: float
-    threshold: float
-    candidates: list[Candidate]
-    rank: str = "min"
-    k: int = 1
-    #: Face processing of the probe (face models), for display.
-    face: Any = None
-    #: Examples not yet embedded for this model (left out of the ranking).
-    unembedded: int = 0
-
-    @property
-    def known(self) -> bool:
-        return self.best is not None
-
-    def to_dict(self) -> dict:
-        return {"best": self.best, "distance": self.distance, "threshold": self.threshold,
-                "candidates": [{"name": c.name, "distance": c.distance} for c in self.candidates]}
-
-
-# -- vectorised search --------------------------------------------------------------------
-class GalleryIndex:
-    """An immutable in-memory snapshot of one model's gallery embeddings.
-
-    ``vectors`` (N, D) are grouped by identity (``owner`` non-decreasing, values
-    0..M-1 indexing ``names``). Safe to use from any thread.
-    """
-
-    def __init__(self, vectors: np.ndarray, owner: np.ndarray, names: Sequence[str],
-                 identity_ids: Sequence[int] = (), example_ids: Sequence[int] = (), distance: str = "euclidean",
-                 fingerprint: str = ""):
-        v = np.ascontiguousarray(vectors, dtype=np.float32)
-        owner = np.asarray(owner, dtype=np.int64)
-        if v.ndim != 2 or len(v) != len(owner):
-            raise ValueError("vectors must be (N, D) with one owner per row")
-        if len(owner) and np.any(np.diff(owner) < 0):
-            order = np.argsort(owner, kind="stable")
-            v, owner = v[order], owner[order]
-            example_ids = np.asarray(example_ids)[order] if len(example_ids) else example_ids
-        if distance not in ("euclidean", "cosine"):
-            raise ValueError(f"unknown distance {distance!r}")
-        self.distance = distance
-        self.fingerprint = fingerprint
-        self.names = list(names)
-        self.identity_ids = np.asarray(identity_ids if len(identity_ids) else np.arange(len(self.names)),
-                                       dtype=np.int64)
-        self.example_ids = np.asarray(example_ids if len(example_ids) else np.arange(len(v)), dtype=np.int64)
-        self.owner = owner
-        m = len(self.names)
-        self.counts = np.bincount(owner, minlength=m) if len(owner) else np.zeros(m, np.int64)
-        self.present = np.flatnonzero(self.counts > 0)  # identities with at least one vector
-        self.starts = np.r_[0, np.cumsum(self.counts)[:-1]] if m else np.zeros(0, np.int64)
-        if distance == "cosine":
-            norms = np.linalg.norm(v, axis=1, keepdims=True)
-            v = v / np.maximum(norms, 1e-8)
-        self.vectors = v
-        self.sq = (v * v).sum(1)
-        self._rank_in_group = np.arange(len(v)) - self.starts[owner] if len(v) else np.zeros(0, np.int64)
-
-    def __len__(self) -> int:
-        return len(self.vectors)
-
-    @property
-    def identities(self) -> int:
-        return len(self.present)
-
-    def distances(self, query: np.ndarray) -> np.ndarray:
-        """Distance from one query embedding (D,) to every example (N,), float32."""
-        q = np.asarray(query, dtype=np.float32).ravel()
-        if q.shape[0] != self.vectors.shape[1]:
-            raise GalleryError(f"The probe's embedding has {q.shape[0]} values, the gallery's {self.vectors.shape[1]}.")
-        # einsum, not ``vectors @ q``: a BLAS matrix-vector product wakes its thread pool on
-        # every call, which cost ~25 ms per probe on a busy 2-core machine (0.3 ms this way).
-        if self.distance == "cosine":
-            q = q / max(float(np.linalg.norm(q)), 1e-8)
-            return 1.0 - np.einsum("ij,j->i", self.vectors, q)
-        d2 = self.sq + float(q @ q) - 2.0 * np.einsum("ij,j->i", self.vectors, q)
-        np.maximum(d2, 0.0, out=d2)
-        d2 += 1e-12  # as the model's EuclideanDistance (sqrt(x + eps))
-        return np.sqrt(d2, out=d2)
-
-    def scores(self, query: np.ndarray, rank: str = "min", k: int = 3) -> tuple[np.ndarray, np.ndarray]:
-        """Per identity (M,): its score (inf when it has no vector); and the distances (N,)."""
-        if rank not in RANKINGS:
-            raise GalleryError(f"Unknown ranking {rank!r}; choose from {', '.join(RANKINGS)}.")
-        m = len(self.names)
-        score = np.full(m, np.inf)
-        if not len(self.vectors):
-            return score, np.zeros(0, np.float32)
-        d = self.distances(query)
-        p = self.present
-        if rank == "min" or k <= 1:
-            score[p] = np.minimum.reduceat(d, self.starts[p])
-            return score, d
-        # mean of the k nearest: one sort by (identity, distance), packed into one float key
-        # (identity + distance scaled into [0, 1)), then each group's first k entries
-        lo, hi = float(d.min()), float(d.max())
-        key = self.owner + (d - lo) / ((hi - lo) * 1.000001 + 1e-30)
-        order = np.argsort(key)
-        rows = order[self._rank_in_group < k]
-        sums = np.bincount(self.owner[rows], weights=d[rows], minlength=m)
-        score[p] = sums[p] / np.minimum(self.counts[p], k)
-        return score, d
-
-    def search(self, query: np.ndarray, top: int = 5, rank: str = "min", k: int = 3) -> list[Candidate]:
-        """The ``top`` nearest identities, nearest first."""
-        score, d = self.scores(query, rank, k)
-        p = self.present
-        if not len(p):
-            return []
-        s = score[p]
-        top = max(1, min(int(top), len(p)))
-        part = np.argpartition(s, top - 1)[:top] if top < len(p) else np.arange(len(p))
-        part = part[np.lexsort((p[part], s[part]))]  # by score, ties by identity order
-        out = []
-        for j in part:
-            i = int(p[j])
-            start = int(self.starts[i])
-            nearest = start + int(np.argmin(d[start:start + int(self.counts[i])]))
-            out.append(Candidate(self.names[i], float(score[i]), int(self.identity_ids[i]),
-                                 int(self.example_ids[nearest])))
-        return out
-
-    def identify(self, query: np.ndarray, threshold: float, top: int = 5, rank: str = "min",
-                 k: int = 3) -> Identification:
-        cands = self.search(query, top, rank, k)
-        if not cands:
-            raise GalleryError("The gallery has no enrolled examples for this model.")
-        best = cands[0]
-        return Identification(best.name if best.distance < threshold else None, best.distance, float(threshold),
-                              cands, rank, 1 if rank == "min" else int(k))
-
-
 # -- stored images --------------------------------------------------------------------------
 @dataclass
 class _Stored:
@@ -395,7 +239,7 @@ def _store_image(source, pil: Image.Image, face_box=None) -> _Stored:
 
 
 # -- the store ------------------------------------------------------------------------------
-class Gallery:
+class GalleryStore:
     """An open gallery file. Use as a context manager or call :meth:`close`.
 
     ``create=False`` refuses a file that does not exist yet (GalleryError)
@@ -473,7 +317,7 @@ class Gallery:
                 self._con.close()
                 self._con = None  # type: ignore[assignment]
 
-    def __enter__(self) -> "Gallery":
+    def __enter__(self) -> "GalleryStore":
         return self
 
     def __exit__(self, *exc) -> None:
@@ -485,7 +329,7 @@ class Gallery:
 
     # -- transactions -------------------------------------------------------------------
     class _Tx:
-        def __init__(self, gallery: "Gallery"):
+        def __init__(self, gallery: "GalleryStore"):
             self.g = gallery
 
         def __enter__(self) -> sqlite3.Connection:
@@ -520,7 +364,7 @@ class Gallery:
 
     def transaction(self) -> "_Tx":
         """``with gallery.transaction() as con:`` one atomic write."""
-        return Gallery._Tx(self)
+        return GalleryStore._Tx(self)
 
     def _query(self, sql: str, params: Iterable = ()) -> list[tuple]:
         with self._lock:
@@ -627,92 +471,6 @@ class Gallery:
                     self._insert_embedding(con, ex, fingerprint, embeddings[i])
         return ident
 
-    def enroll(self, verifier, name: str, images: Sequence, *, notes: str | None = None,
-               face_policy: str = "largest", bgr: bool = False, skip_bad: bool = False,
-               progress: Progress | None = None, cancel: Cancel | None = None) -> EnrolResult:
-        """Add ``images`` (paths, bytes, arrays, PIL images) as examples of ``name``.
-
-        The identity is created if needed. Every image is read, stored and embedded
-        first; then everything is written in one transaction (all or nothing).
-        A bad image raises :class:`ImageError` unless ``skip_bad`` (then it is listed
-        in ``skipped``). Raises GalleryError when no image is usable.
-        """
-        name = check_name(name)
-        result = EnrolResult(name, 0)
-        stored: list[_Stored] = []
-        prepared: list[np.ndarray] = []
-        seen: set[str] = set()
-        existing = set()
-        with self._lock:
-            row = self._query("SELECT id FROM identities WHERE name = ?", (name,))
-            if row:
-                existing = {r[0] for r in self._query("SELECT sha256 FROM examples WHERE identity_id = ?",
-                                                      (row[0][0],))}
-        images = list(images)
-        for n, src in enumerate(images):
-            if cancel is not None and cancel():
-                raise GalleryError("Enrolment cancelled; nothing was added.")
-            label = describe(src)
-            try:
-                pil = load_image(src, bgr=bgr)
-                arr, info = verifier.prepare(pil, face_policy=face_policy)
-                s = _store_image(src, pil, info.used_box if info is not None else None)
-            except ImageError as exc:
-                if not skip_bad:
-                    raise
-                result.skipped.append((label, str(exc)))
-                continue
-            if s.sha256 in seen or s.sha256 in existing:
-                result.skipped.append((label, "already enrolled for this identity"))
-                continue
-            seen.add(s.sha256)
-            if info is not None and info.mode != "face":
-                result.notes.append(f"{label}: {info.message()}")
-            stored.append(s)
-            prepared.append(arr)
-            if progress is not None:
-                progress(n + 1, len(images))
-        if not stored:
-            why = f" ({result.skipped[0][1]})" if result.skipped else ""
-            raise GalleryError(f"No usable image to enrol for {name!r}{why}.")
-        emb = verifier.embed_prepared(prepared).numpy()
-        self.add_prepared(name, stored, emb, model_fingerprint(verifier), notes)
-        result.added = len(stored)
-        return result
-
-    def import_folder(self, verifier, root: str | os.PathLike, *, face_policy: str = "largest",
-                      progress: Progress | None = None, cancel: Cancel | None = None) -> ImportResult:
-        """Enrol every sub-folder of ``root`` as an identity (its images as examples).
-
-        Each identity is written in its own transaction; unreadable images are skipped
-        and listed. Cancelling keeps the identities already written.
-        """
-        from siamgui.core.datasets import scan_folder
-
-        ds = scan_folder(root, cancel=cancel)
-        result = ImportResult(skipped=[(os.path.basename(p), r) for p, r in ds.skipped])
-        if not ds.samples:
-            raise GalleryError(f"{root} holds no images in sub-folders (one sub-folder per identity).")
-        by_class: dict[int, list[str]] = {}
-        for p, c in ds.samples:
-            by_class.setdefault(c, []).append(p)
-        total, done = len(ds.samples), 0
-        for c, paths in by_class.items():
-            if cancel is not None and cancel():
-                result.cancelled = True
-                break
-            try:
-                r = self.enroll(verifier, ds.classes[c], paths, face_policy=face_policy, skip_bad=True)
-                result.identities += 1
-                result.added += r.added
-                result.skipped.extend(r.skipped)
-            except GalleryError as exc:
-                result.skipped.append((ds.classes[c], str(exc)))
-            done += len(paths)
-            if progress is not None:
-                progress(done, total)
-        return result
-
     def rename(self, old: str, new: str) -> None:
         old_c, new_c = check_name(old), check_name(new)
         with self.transaction() as con:
@@ -761,46 +519,6 @@ class Gallery:
             marks = ",".join("?" * len(keep)) or "''"
             return con.execute(f"DELETE FROM embeddings WHERE fingerprint NOT IN ({marks})", keep).rowcount
 
-    # -- embeddings for a model -----------------------------------------------------------
-    def sync(self, verifier, *, batch_size: int = 32, progress: Progress | None = None,
-             cancel: Cancel | None = None) -> SyncResult:
-        """Embed every stored example that has no embedding for the verifier's model.
-
-        Works in batches, each written in its own transaction: cancelling (checked
-        between batches) keeps what is done, and a later call resumes.
-        """
-        fp = model_fingerprint(verifier)
-        result = SyncResult()
-        ids = [r[0] for r in self._query(
-            "SELECT id FROM examples WHERE id NOT IN (SELECT example_id FROM embeddings WHERE fingerprint = ?) "
-            "ORDER BY id", (fp,))]
-        total = len(ids)
-        if progress is not None:
-            progress(0, total)
-        for start in range(0, total, batch_size):
-            if cancel is not None and cancel():
-                result.cancelled = True
-                break
-            chunk = ids[start:start + batch_size]
-            marks = ",".join("?" * len(chunk))
-            rows = self._query(f"SELECT id, image FROM examples WHERE id IN ({marks})", chunk)
-            arrays, good = [], []
-            for ex_id, blob in rows:
-                try:
-                    arrays.append(verifier.prepare(bytes(blob))[0])
-                    good.append(ex_id)
-                except ImageError as exc:
-                    result.failed.append((ex_id, str(exc)))
-            if arrays:
-                emb = verifier.embed_prepared(arrays).numpy()
-                with self.transaction() as con:
-                    for ex_id, v in zip(good, emb):
-                        self._insert_embedding(con, ex_id, fp, v)
-                result.embedded += len(good)
-            if progress is not None:
-                progress(min(start + batch_size, total), total)
-        return result
-
     def index(self, fingerprint: str, distance: str = "euclidean") -> GalleryIndex:
         """The search snapshot for one model (cached until the gallery changes)."""
         with self._lock:
@@ -828,23 +546,3 @@ class Gallery:
                                  [r[1] for r in rows], distance, fingerprint)
             self._index_cache[key] = index
             return index
-
-    def identify(self, verifier, image, *, top: int = 5, rank: str = "min", k: int = 3,
-                 threshold: float | None = None, face_policy: str = "largest", bgr: bool = False) -> Identification:
-        """Rank the enrolled identities for a probe image (see :class:`GalleryIndex`)."""
-        if rank not in RANKINGS:
-            raise GalleryError(f"Unknown ranking {rank!r}; choose from {', '.join(RANKINGS)}.")
-        fp = model_fingerprint(verifier)
-        index = self.index(fp, verifier.distance.name)
-        if not len(index):
-            if self.example_count():
-                raise GalleryError("The gallery's examples are not embedded for this model yet; "
-                                   "wait for re-embedding to finish.")
-            raise GalleryError("The gallery is empty; enrol some identities first.")
-        arr, info = verifier.prepare(image, face_policy=face_policy, bgr=bgr)
-        q = verifier.embed_prepared([arr])[0].numpy()
-        t = verifier.threshold if threshold is None else float(threshold)
-        result = index.identify(q, t, top, rank, k)
-        result.face = info
-        result.unembedded = self.unembedded_count(fp)
-        return result
