@@ -3,7 +3,7 @@
 Why a launcher: on Linux a child's ``ru_maxrss`` starts at the RSS of the process
 it was forked from (the kernel keeps the old memory's high-water mark at
 ``exec``), so children of the benchmark runner, which holds torch and a model,
-all reported the runner's ~900 MB. This small process forks the command
+all reported the runner's own peak. This small process forks the command
 instead, so the figure is the command's own. Imports only the standard library.
 """
 

@@ -26,7 +26,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 SECTIONS = ("compare", "embed", "face", "peer", "cli", "train", "train_rss", "gui", "gui_gaps", "camera")
 
-#: The keys issue 7 asks for, in table order (each also has _min/_max companions), and
+#: The headline keys, in table order (each also has _min/_max companions), and
 #: ``compare_one_new_ms_p50`` (the app's usual comparison: one image new, the other cached)
 #: and ``compare_float32_ms_p50`` (two new images, float32 where ours runs in bfloat16).
 MAIN_KEYS = ["compare_ms_p50", "compare_ms_p90", "compare_speedup", "compare_one_new_ms_p50",

@@ -13,7 +13,7 @@ note and exits 0. It compares, on LFW images (pairsDevTrain.txt) plus noise chip
    ``dlib-resnet29`` on the **same** 150x150 chips (max abs difference);
 2. landmarks: dlib's 5-point predictor against ours on dlib's HOG boxes;
 3. chips: ``dlib.get_face_chip`` against our chip extraction from dlib's landmarks;
-4. the whole pipeline: our Haar + landmarks + chip + network against dlib's HOG +
+4. the whole pipeline: our detector (the model's) + landmarks + chip + network against dlib's HOG +
    landmarks + chip + network (Euclidean distance between the two descriptors).
 """
 
@@ -136,7 +136,7 @@ def main(argv=None) -> int:
         chip_diff.append(np.abs(chip.astype(int) - ref["chips"][i].astype(int)).max())
         e = v.embed_prepared([chip, ref["chips"][i]]).numpy()
         chip_desc_dist.append(float(np.linalg.norm(e[0] - e[1])))
-        # our whole pipeline (Haar + refined landmarks) vs dlib's (HOG + landmarks)
+        # our whole pipeline (the model's detector + refined landmarks) vs dlib's (HOG + landmarks)
         arr, info = v.prepare(str(path))
         e = v.embed_prepared([arr]).numpy()[0]
         pipe_dist.append(float(np.linalg.norm(e - ref["descs"][i])))

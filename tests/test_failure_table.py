@@ -1,4 +1,4 @@
-"""The README's "What happens when..." table is checked against the tests.
+"""The failure table ("What happens when...", docs/failures.md) is checked against the tests.
 
 Every row must name at least one test, every named test must exist, and every
 test in the fault modules must be named by some row. A name with a parameter
@@ -19,8 +19,9 @@ import sys
 from pathlib import Path
 
 TESTS = Path(__file__).resolve().parent
-README = TESTS.parent / "README.md"
-SECTION = "## What happens when..."
+TABLE_FILE = TESTS.parent / "docs" / "failures.md"
+#: The table's heading; the table runs from it to the next ``## `` heading (or the end of the file).
+SECTION = "# What happens when..."
 #: The modules whose every test is a case the table must show (optional ones join when they exist).
 FAULT_MODULES = ["test_bad_images", "test_bad_datasets", "test_bad_models", "test_saving", "test_faults_devices",
                  "test_untrusted_paths"]
@@ -89,7 +90,7 @@ def _expand(tests: dict[str, list[str] | None]) -> set[str]:
 
 def missing_rows() -> list[str]:
     """Test ids of the fault modules that no row names."""
-    rows = table_rows(README.read_text(encoding="utf-8"))
+    rows = table_rows(TABLE_FILE.read_text(encoding="utf-8"))
     named = {t for _, _, ids in rows for t in ids}
     tests = collect(_fault_modules())
     out = []
@@ -100,9 +101,8 @@ def missing_rows() -> list[str]:
     return out
 
 
-def test_every_row_names_existing_tests():
-    rows = table_rows(README.read_text(encoding="utf-8"))
-    assert len(rows) >= 40
+def check_rows(rows: list[tuple[str, str, list[str]]]) -> None:
+    """AssertionError unless every row says what happens and names only tests that exist."""
     named_modules = sorted({t.split(".py::")[0] for _, _, ids in rows for t in ids})
     tests = collect(sorted(set(named_modules) | set(_fault_modules())))
     existing = _expand(tests)
@@ -117,9 +117,30 @@ def test_every_row_names_existing_tests():
                 assert base in tests, f"row {case!r}: no test {test_id}"
 
 
+def test_every_row_names_existing_tests():
+    rows = table_rows(TABLE_FILE.read_text(encoding="utf-8"))
+    assert len(rows) >= 40
+    check_rows(rows)
+
+
+def test_a_row_naming_a_missing_test_fails():
+    """The check itself: a row naming a test that does not exist (or a case it lacks) is caught."""
+    import pytest
+
+    def table(tests: str) -> str:
+        return ("# What happens when...\n\n| Case | What happens | Tests |\n| --- | --- | --- |\n"
+                f"| A | refused | {tests} |\n")
+
+    real = "`test_bad_images.py::test_invalid_image[zero-byte]`"
+    check_rows(table_rows(table(real)))
+    for bad in ("`test_bad_images.py::test_no_such_test`", "`test_bad_images.py::test_invalid_image[no-such-case]`"):
+        with pytest.raises(AssertionError, match="no test"):
+            check_rows(table_rows(table(f"{real}, {bad}")))
+
+
 def test_every_fault_test_has_a_row():
     missing = missing_rows()
-    assert missing == [], "tests without a row in README's table (python tests/test_failure_table.py):\n" + \
+    assert missing == [], "tests without a row in docs/failures.md (python tests/test_failure_table.py):\n" + \
         "\n".join(missing)
 
 

@@ -102,11 +102,9 @@ def cpu_has_native_bf16() -> bool:
 def select_precision(requested: str | None, device: torch.device) -> PrecisionChoice:
     """The dtype the encoder runs in for inference.
 
-    ``auto``: bfloat16 on a CPU with native bfloat16, float32 everywhere else (GPUs
-    included: not measured there). On the development machine's 2-core AMD EPYC the
-    bundled face network took 8.6 instead of 13.8 ms for a batch of 4 and 1.6 instead of
-    3.9 ms per image at batch 64, and LFW accuracy was the same (README). ``float32`` is
-    the exact computation; ``bfloat16`` is forced."""
+    ``auto``: bfloat16 on a CPU with native bfloat16 (faster there, same accuracy:
+    bench/README.md, "bfloat16 network"), float32 everywhere else, GPUs included.
+    ``float32`` is the exact computation; ``bfloat16`` is forced."""
     req = (requested or "auto").lower()
     if req not in PRECISION_CHOICES:
         raise ValueError(f"Unknown precision {requested!r}; choose from {', '.join(PRECISION_CHOICES)}")

@@ -101,7 +101,7 @@ def preset_spec(preset: str, image_size: int | None = None) -> PreprocessSpec:
     """The default preprocessing of a preset."""
     if preset == "face":
         # Landmark-aligned chips (5 points, dlib's template) like the bundled model's, at the
-        # from-scratch input size: on LFW DevTest they beat the Haar box crop (docs/training.md).
+        # from-scratch input size: they beat the box crop (docs/training.md).
         spec = PreprocessSpec("face", image_size or 64, 3, face={
             "detector": "mtcnn", "align": "dlib5", "landmarks": "shape_predictor_5.safetensors", "padding": 0.25,
             "refine": 1, "margin": 0.15})

@@ -146,7 +146,7 @@ class Verifier:
         self.precision_choice: PrecisionChoice = select_precision(precision, self.device)
         if self.dtype == torch.float32:
             self.inference_network = self.network
-        else:  # a converted copy, channels-last (oneDNN's fastest bfloat16 layout here: batch 4, 8.6 vs 9.5 ms)
+        else:  # a converted copy, channels-last: oneDNN's fastest bfloat16 layout (bench/README.md)
             self.inference_network = copy.deepcopy(self.network).to(dtype=self.dtype, memory_format=torch.channels_last)
         self.preprocessor = Preprocessor(self.loaded.spec, device=str(self.device))  # face detector on the same device
         self.distance = get_distance(self.loaded.distance)

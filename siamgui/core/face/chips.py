@@ -1,8 +1,8 @@
 """A disk cache of prepared training chips (no Qt).
 
-Preparing a face image (decode, Haar detection, 5 landmarks, warp) costs
-25-35 ms of CPU; a training run over LFW's 10,000 images spends minutes on it
-before the first step, every run. :class:`ChipCache` keeps each prepared uint8
+Preparing a face image (decode, detection, 5 landmarks, warp) is the slow part
+of face training, paid for every image before the first step of every run
+(bench/README.md, "Training: chip cache"). :class:`ChipCache` keeps each prepared uint8
 array (H, W, C) as a small ``.npy`` file in the user cache folder, keyed by
 
 * the image file: its real path (symbolic links resolved), size and

@@ -205,7 +205,7 @@ class MTCNN:
     def __init__(self, pnet: PNet, rnet: RNet, onet: ONet, device: str | torch.device = "cpu",
                  meta: dict | None = None):
         self.device = torch.device(device)
-        # channels-last: the networks' max pools are about 5x faster that way on the CPU
+        # channels-last: the networks' CPU max pools are much faster that way (bench/README.md, "MTCNN")
         cl = torch.channels_last
         self.pnet = pnet.to(self.device, memory_format=cl).eval()
         self.rnet = rnet.to(self.device, memory_format=cl).eval()
@@ -276,8 +276,7 @@ class MTCNN:
     def _crops(table: torch.Tensor, shape: tuple[int, int], boxes: np.ndarray, size: int) -> torch.Tensor:
         """The in-image part of each box, area-resized to ``size`` and scaled to [-1, 1]
         (facenet-pytorch's ``pad`` + crop, which resizes box by box); CPU, channels-last.
-        About 70 boxes per LFW photo: detection took 0.8-1.5 ms less (two interleaved
-        runs) than with one ``F.interpolate`` per box."""
+        All boxes from one table, not one ``F.interpolate`` per box: a photo has dozens."""
         h, w = shape
         b = np.trunc(boxes[:, :4]).astype(np.int64)
         x0 = np.maximum(b[:, 0], 1) - 1

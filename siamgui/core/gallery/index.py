@@ -103,7 +103,7 @@ class GalleryIndex:
         if q.shape[0] != self.vectors.shape[1]:
             raise GalleryError(f"The probe's embedding has {q.shape[0]} values, the gallery's {self.vectors.shape[1]}.")
         # einsum, not ``vectors @ q``: a BLAS matrix-vector product wakes its thread pool on
-        # every call, which cost ~25 ms per probe on a busy 2-core machine (0.3 ms this way).
+        # every call, which is slow on a busy machine (bench/README.md, "Gallery search").
         if self.distance == "cosine":
             q = q / max(float(np.linalg.norm(q)), 1e-8)
             return 1.0 - np.einsum("ij,j->i", self.vectors, q)
