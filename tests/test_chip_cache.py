@@ -121,3 +121,14 @@ def test_changed_preparing_code_changes_the_key(monkeypatch):
     before = spec_key(spec)
     monkeypatch.setattr(chip_cache, "_code_digest", lambda: "another aligner")
     assert spec_key(spec) != before
+
+
+def test_the_code_digest_reads_the_face_pipeline_sources():
+    """Every file the digest covers exists in a source checkout (a moved module once fell back
+    to the version string, so editing it no longer invalidated cached chips)."""
+    from siamgui.core.face import chips as chip_cache
+
+    files = chip_cache._code_files()
+    names = {f.name for f in files}
+    assert {"alignment.py", "detect.py", "landmarks.py", "mtcnn.py", "images.py", "preprocess.py"} <= names
+    assert all(f.is_file() for f in files)

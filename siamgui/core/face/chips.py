@@ -66,21 +66,25 @@ def _file_digest(path) -> str:
 
 
 #: The modules whose code decides what a prepared chip looks like.
-_CODE_FILES = ("images.py", "preprocess.py", "face.py", "alignment.py", "landmarks.py", "mtcnn.py")
+def _code_files() -> list[Path]:
+    """The sources that decide what a prepared chip looks like: the face pipeline and the
+    image loading and preprocessing it runs under."""
+    core = Path(__file__).resolve().parent.parent
+    return sorted((core / "face").glob("*.py")) + [core / "images.py", core / "preprocess.py"]
 
 
 def _code_digest() -> str:
     """Digest of the preparing code, so a changed detector or aligner never reuses old chips
     (the package version where the sources are not shipped, as in a frozen app)."""
-    here = Path(__file__).resolve().parent
+    files = _code_files()
     h = hashlib.sha1()
-    for name in _CODE_FILES:
+    for path in files:
         try:
-            h.update(_file_digest(here / name).encode())
+            h.update(_file_digest(path).encode())
         except OSError:
             from siamgui import __version__
 
-            h.update(f"{name}:{__version__}".encode())
+            h.update(f"{path.name}:{__version__}".encode())
     return h.hexdigest()
 
 
