@@ -102,7 +102,7 @@ def test_worker_group_releases_finished_workers_and_waits(qtbot):
     assert group.busy
     gate.set()
     assert group.wait(WAIT)
-    qtbot.waitUntil(lambda: not group._workers, timeout=WAIT)
+    qtbot.waitUntil(lambda: not group, timeout=WAIT)
 
 
 def test_latest_only_runner_replaces_the_waiting_request(qtbot):

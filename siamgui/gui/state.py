@@ -42,7 +42,7 @@ class AppState(QObject):
         self.verifier = None  # siamgui.core.verifier.Verifier | None
         self.device = device
         self.precision = precision
-        self._loads = WorkerGroup(self)
+        self._threads = WorkerGroup(self)
 
     # -- model ---------------------------------------------------------------------
     def load_model(self, source=None) -> None:
@@ -54,7 +54,7 @@ class AppState(QObject):
                    failure="Could not load the model")
         w.returned.connect(self._on_loaded)
         w.errored.connect(self._on_failed)
-        self._loads.start(w)
+        self._threads.start(w)
 
     def set_device(self, device: str) -> None:
         """Switch device; reloads the current model on it."""
@@ -84,8 +84,8 @@ class AppState(QObject):
 
     @property
     def busy(self) -> bool:
-        return self._loads.busy
+        return self._threads.busy
 
     def wait(self, msecs: int = 30000) -> bool:
         """Wait for pending loads (on quit and in tests)."""
-        return self._loads.wait(msecs)
+        return self._threads.wait(msecs)

@@ -158,13 +158,13 @@ class WorkerGroup(QObject):
             self._workers.remove(worker)
             worker.deleteLater()
 
+    def __len__(self) -> int:
+        """Workers not yet released (running, or finished with the release still queued)."""
+        return len(self._workers)
+
     @property
     def busy(self) -> bool:
         return any(w.isRunning() for w in self._workers)
-
-    def abort(self) -> None:
-        for w in self._workers:
-            w.abort()
 
     def wait(self, msecs: int | None = 30000) -> bool:
         """Wait for every worker (``None``: as long as it takes); True when all have ended."""
