@@ -1,7 +1,7 @@
 """Camera preview FPS: capture -> face detection -> display conversion, on a generated video.
 
 Ours: what the preview worker does per frame: ``siamgui.capture.camera.open_source(video).read()``,
-``CameraWorker._faces`` (MTCNN, the bundled face model's detector) and
+``preview_faces`` (MTCNN, the bundled face model's detector) and
 ``array_to_qimage``. Baseline, same frames: ``cv2.VideoCapture.read``, the tutorial Haar call on the
 full grey frame (``minSize=(30, 30)``) and the same ``QImage`` conversion. The detectors differ: the
 ratio says what our preview costs against the usual tutorial preview, not a same-work speed-up.
@@ -23,9 +23,9 @@ def _to_qimage(rgb):
 
 
 def _ours(video: str, n: int) -> float:
-    """The preview's own path: CameraSource.read (BGR), CameraWorker._faces, array_to_qimage."""
+    """The preview's own path: CameraSource.read (BGR), preview_faces, array_to_qimage."""
     from siamgui.capture.camera import open_source
-    from siamgui.gui.camera_view import CameraWorker
+    from siamgui.gui.camera_view import preview_faces
     from siamgui.gui.image_view import array_to_qimage
 
     source = open_source(video)
@@ -36,7 +36,7 @@ def _ours(video: str, n: int) -> float:
             bgr = source.read()
             if bgr is None:
                 break
-            CameraWorker._faces(bgr)
+            preview_faces(bgr)
             array_to_qimage(bgr, bgr=True)
             frames += 1
         return frames / (time.perf_counter() - t0)

@@ -519,9 +519,9 @@ def test_main_window_menus_status_and_close(qtbot, state, tiny_model):
 
 
 def test_real_tabs_close_without_leaving_threads(qtbot, state, images):
-    from siamgui.gui.main_window import MainWindow, optional_tab_classes
+    from siamgui.gui.main_window import MainWindow, default_tab_classes
 
-    classes = optional_tab_classes()
+    classes = default_tab_classes()
     if not classes:
         pytest.skip("no Train or Gallery tab in this checkout")
     w = MainWindow(state)
@@ -574,7 +574,7 @@ def test_run_gui_screenshot_of_a_comparison(qtbot, tiny_model, images, tmp_path,
     from siamgui.gui import main_window
     from siamgui.gui.app import run_gui
 
-    monkeypatch.setattr(main_window, "optional_tab_classes", lambda: [])
+    monkeypatch.setattr(main_window, "default_tab_classes", lambda: [])
     out = tmp_path / "shot.png"
     code = run_gui(_args(images=[str(images["a"]), str(images["b"])], model=str(tiny_model), screenshot=str(out)))
     assert code == 0
@@ -592,7 +592,7 @@ def test_run_gui_scripted_training(qtbot, tmp_path, monkeypatch, shapes_dir, ok)
 
     Tab = _fake_tab_class(confirm=ok)
     made = []
-    monkeypatch.setattr(main_window, "optional_tab_classes",
+    monkeypatch.setattr(main_window, "default_tab_classes",
                         lambda: [("Train", type("T", (Tab,), {"__init__": lambda self, s, p=None: (
                             Tab.__init__(self, s, p), made.append(self))[0]}))])
     monkeypatch.setenv("SIAMGUI_RESOURCES", str(tmp_path))  # no bundled model
@@ -606,7 +606,7 @@ def test_run_gui_without_any_model(qtbot, tmp_path, monkeypatch):
     from siamgui.gui import main_window
     from siamgui.gui.app import run_gui
 
-    monkeypatch.setattr(main_window, "optional_tab_classes", lambda: [])
+    monkeypatch.setattr(main_window, "default_tab_classes", lambda: [])
     monkeypatch.setenv("SIAMGUI_RESOURCES", str(tmp_path))
     out = tmp_path / "nomodel.png"
     assert run_gui(_args(screenshot=str(out))) == 0 and out.is_file()

@@ -224,12 +224,12 @@ def test_camera_preview_boxes_come_from_the_same_detector():
     from PIL import Image
 
     from siamgui.core.face import alignment
-    from siamgui.gui.camera_view import CameraWorker
+    from siamgui.gui.camera_view import preview_faces
 
     face = np.asarray(Image.open(LFW_ROOT / "Colin_Powell/Colin_Powell_0001.jpg").convert("RGB"))
     frame_rgb = np.full((480, 640, 3), 90, np.uint8)
     frame_rgb[110:360, 300:550] = face
-    boxes = CameraWorker._faces(np.ascontiguousarray(frame_rgb[:, :, ::-1]))  # the worker gets BGR frames
+    boxes = preview_faces(np.ascontiguousarray(frame_rgb[:, :, ::-1]))  # the worker gets BGR frames
     expect = [tuple(int(round(v)) for v in b) for b, _ in alignment.detect_faces_mtcnn(frame_rgb, {})]
     assert boxes == expect and len(boxes) >= 1
     x, y, w, h = boxes[0]

@@ -2,8 +2,9 @@
 
 :class:`CameraView` shows frames read by a worker thread from a
 ``siamgui.capture`` source (device index, video file or URL) at the source's
-frame rate. The worker only emits signals; it drops frames while the GUI is
-still busy with the previous one, so a slow GUI never builds up a queue.
+frame rate. The reader (:func:`read_frames`, run by a
+:class:`~siamgui.gui.workers.Worker`) only yields frames, and drops frames while
+the GUI is still busy with the previous one, so a slow GUI never builds up a queue.
 
 API (all on the GUI thread):
 
@@ -27,100 +28,75 @@ from __future__ import annotations
 
 import threading
 import time
+from functools import partial
 
 import numpy as np
-from PySide6.QtCore import QThread, Signal
+from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
 from siamgui.gui.image_view import SKY_BLUE, ImageView, Overlay, array_to_qimage
+from siamgui.gui.workers import Worker, WorkerGroup
 
 
-class CameraWorker(QThread):
-    """Reads a source in its own thread; emits ``opened``, ``frame`` and ``ended``, tagged with ``gen``."""
+class Feed:
+    """Shared by a preview and its reader: draw face boxes or not, and whether the GUI still shows a frame."""
 
-    opened = Signal(int, str, float, bool)  # gen, description, fps, is_file
-    frame = Signal(int, object, object)  # gen, BGR ndarray, face boxes
-    ended = Signal(int, str)  # gen, message ("" = stopped on request)
-
-    def __init__(self, source, gen: int, detect_faces: bool = False, parent=None):
-        super().__init__(parent)
-        self.setObjectName("camera")
-        self.source, self.gen = source, gen
+    def __init__(self, detect_faces: bool = False):
         self.detect_faces = detect_faces
-        self._stop = threading.Event()
-        self._busy = threading.Event()
-        self.frames_emitted = 0
+        self.showing = threading.Event()
 
-    def request_stop(self) -> None:
-        self.requestInterruption()
-        self._stop.set()
 
-    def ack(self) -> None:
-        """The GUI has shown the last frame; the next one may be sent."""
-        self._busy.clear()
+def read_frames(task, source, feed: Feed):
+    """Runs in the reader's worker: yields ``("opened", description, fps, is_file)``, then
+    ``("frame", bgr, boxes)`` whenever the GUI has shown the previous frame (others are
+    dropped, so a slow GUI never builds up a queue); returns why the source ended."""
+    from siamgui.capture.camera import open_source
 
-    def _open(self):
-        from siamgui.capture.camera import open_source
-
-        return self.source() if callable(self.source) else open_source(self.source)
-
-    def run(self):
-        from siamgui.gui.workers import error_text
-
-        try:
-            src = self._open()
-        except Exception as exc:  # noqa: BLE001 - shown in the preview area
-            self.ended.emit(self.gen, error_text(exc))
-            return
-        message = ""
-        try:
-            self.opened.emit(self.gen, src.description, float(src.fps), bool(src.is_file))
-            period = 1.0 / src.fps if src.is_file and src.fps > 0 else 0.0
-            due = time.monotonic()
-            while not self._stop.is_set():
-                frame = src.read()
-                if frame is None:
-                    message = src.end_message()
+    src = source() if callable(source) else open_source(source)
+    try:
+        yield ("opened", src.description, float(src.fps), bool(src.is_file))
+        period = 1.0 / src.fps if src.is_file and src.fps > 0 else 0.0
+        due = time.monotonic()
+        while not task.cancelled():
+            frame = src.read()
+            if frame is None:
+                return src.end_message()
+            if not feed.showing.is_set():
+                boxes = preview_faces(frame) if feed.detect_faces else []
+                feed.showing.set()
+                yield ("frame", frame, boxes)
+            if period:
+                due += period
+                delay = due - time.monotonic()
+                if delay <= 0:
+                    due = time.monotonic()
+                elif task.sleep(delay):
                     break
-                if not self._busy.is_set():
-                    boxes = self._faces(frame) if self.detect_faces else []
-                    self._busy.set()
-                    self.frames_emitted += 1
-                    self.frame.emit(self.gen, frame, boxes)
-                if period:
-                    due += period
-                    delay = due - time.monotonic()
-                    if delay > 0:
-                        self._stop.wait(delay)
-                    else:
-                        due = time.monotonic()
-        except Exception as exc:  # noqa: BLE001 - a backend failure mid-stream
-            message = error_text(exc)
-        finally:
-            src.release()
-        self.ended.emit(self.gen, message)
+        return ""
+    finally:
+        src.release()
 
-    @staticmethod
-    def _faces(frame: np.ndarray) -> list:
-        """Face boxes (x, y, w, h) for the preview: MTCNN, the bundled face model's detector,
-        so the box shown is the one a capture will use; OpenCV's Haar cascade without it."""
+
+def preview_faces(frame: np.ndarray) -> list:
+    """Face boxes (x, y, w, h) in a BGR frame: MTCNN, the bundled face model's detector, so
+    the box shown is the one a capture will use; OpenCV's Haar cascade without it."""
+    try:
+        import cv2
+
+        rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
+    except Exception:  # noqa: BLE001 - a preview without boxes is still a preview
+        return []
+    try:
+        from siamgui.core.face.alignment import detect_faces_mtcnn
+
+        return [tuple(int(round(v)) for v in box) for box, _ in detect_faces_mtcnn(rgb, {})]
+    except Exception:  # noqa: BLE001 - e.g. the detector file is missing: fall back to Haar
         try:
-            import cv2
+            from siamgui.core.face.detect import find_faces
 
-            rgb = cv2.cvtColor(frame, cv2.COLOR_BGR2RGB)
-        except Exception:  # noqa: BLE001 - a preview without boxes is still a preview
+            return find_faces(rgb)
+        except Exception:  # noqa: BLE001
             return []
-        try:
-            from siamgui.core.face.alignment import detect_faces_mtcnn
-
-            return [tuple(int(round(v)) for v in box) for box, _ in detect_faces_mtcnn(rgb, {})]
-        except Exception:  # noqa: BLE001 - e.g. the detector file is missing: fall back to Haar
-            try:
-                from siamgui.core.face.detect import find_faces
-
-                return find_faces(rgb)
-            except Exception:  # noqa: BLE001
-                return []
 
 
 class CameraView(QWidget):
@@ -141,9 +117,9 @@ class CameraView(QWidget):
         lay.setContentsMargins(0, 0, 0, 0)
         lay.addWidget(self.view, 1)
         lay.addWidget(self.status_label)
-        self._worker: CameraWorker | None = None
-        self._old: list[CameraWorker] = []
-        self._gen = 0
+        self._worker: Worker | None = None
+        self._feed = Feed()
+        self._readers = WorkerGroup(self)
         self._source = None
         self._paused = False
         self._frame: np.ndarray | None = None
@@ -179,18 +155,14 @@ class CameraView(QWidget):
     def shutdown(self, wait_ms: int = 5000) -> bool:
         """Stop and wait for the reader thread (the camera is released by then)."""
         self.stop()
-        ok = True
-        for w in list(self._old):
-            ok = w.wait(wait_ms) and ok
-        return ok
+        return self._readers.wait(wait_ms)
 
     def current_frame(self) -> np.ndarray | None:
         return None if self._frame is None else self._frame.copy()
 
     def set_detect_faces(self, on: bool) -> None:
         self._detect_faces = bool(on)
-        if self._worker is not None:
-            self._worker.detect_faces = self._detect_faces
+        self._feed.detect_faces = self._detect_faces
         if not on:
             self.last_boxes = []
             self._redraw_overlays()
@@ -202,51 +174,45 @@ class CameraView(QWidget):
     # -- internals ---------------------------------------------------------------------
     def _launch(self) -> None:
         self._halt()
-        self._gen += 1
         self._frame = None
         self.view.set_image(None)
         self.view.set_placeholder("Opening camera…")
         self.status_label.setText("")
-        w = CameraWorker(self._source, self._gen, self._detect_faces, self)
-        w.opened.connect(self._on_worker_opened)
-        w.frame.connect(self._on_worker_frame)
-        w.ended.connect(self._on_worker_ended)
-        w.finished.connect(lambda w=w: self._forget(w))
+        self._feed = Feed(self._detect_faces)
+        w = Worker(read_frames, self._source, self._feed, parent=self, name="camera", pass_task=True)
+        w.yielded.connect(partial(self._on_reader_item, w))
+        w.returned.connect(partial(self._on_reader_ended, w))
+        w.errored.connect(partial(self._on_reader_failed, w))
         self._worker = w
-        self._old.append(w)
-        w.start()
+        self._readers.start(w)
 
     def _halt(self) -> None:
         if self._worker is not None:
-            self._worker.request_stop()
-            self._worker = None
-            self._gen += 1  # anything still queued from it is now stale
+            self._worker.abort()
+            self._worker = None  # anything still queued from it is now stale
 
-    def _forget(self, w: CameraWorker) -> None:
-        if w in self._old and not w.isRunning():
-            self._old.remove(w)
-            w.deleteLater()
-
-    def _on_worker_opened(self, gen: int, description: str, fps: float, is_file: bool) -> None:
-        if gen != self._gen:
+    def _on_reader_item(self, w: Worker, item: tuple) -> None:
+        if w is not self._worker:
             return
-        self.description, self.fps = description, fps
-        self.status_label.setText(f"{description} · {fps:.0f} fps")
-        self.started.emit(description)
-
-    def _on_worker_frame(self, gen: int, frame: np.ndarray, boxes: list) -> None:
-        w = self._worker
-        if gen != self._gen or w is None:
+        if item[0] == "opened":
+            _, description, fps, _is_file = item
+            self.description, self.fps = description, fps
+            self.status_label.setText(f"{description} · {fps:.0f} fps")
+            self.started.emit(description)
             return
+        _, frame, boxes = item
         self._frame = frame
         self.last_boxes = list(boxes)
         self.view.set_image(array_to_qimage(frame, bgr=True))
         self._redraw_overlays()
-        w.ack()
+        self._feed.showing.clear()  # the reader may send the next frame
         self.frame_ready.emit(frame)
 
-    def _on_worker_ended(self, gen: int, message: str) -> None:
-        if gen != self._gen:
+    def _on_reader_failed(self, w: Worker, message: str, _details: str) -> None:
+        self._on_reader_ended(w, message)
+
+    def _on_reader_ended(self, w: Worker, message: str) -> None:
+        if w is not self._worker:
             return
         self._worker = None
         self._source = None if message else self._source

@@ -5,17 +5,14 @@ from __future__ import annotations
 import datetime as _dt
 import math
 
-from PySide6.QtCore import Qt, Signal
-from PySide6.QtWidgets import (QComboBox, QDoubleSpinBox, QFileDialog, QFrame, QGroupBox, QHBoxLayout, QLabel,
-                               QPushButton, QSizePolicy, QSlider, QVBoxLayout, QWidget)
+from PySide6.QtCore import Signal
+from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
-from siamgui.gui.camera_view import CameraView
-from siamgui.gui.distance_bar import DistanceBar
-from siamgui.gui.image_slot import ImageSlot, compact_button
+from siamgui.gui.compare_panels import SLIDER_STEPS, CameraPanel, ResultPanel
+from siamgui.gui.image_slot import ImageSlot
 from siamgui.gui.image_view import BLUE, ORANGE, VERMILLION
-from siamgui.gui.workers import FunctionWorker, LatestOnlyWorker
+from siamgui.gui.workers import LatestOnlyRunner, Worker, WorkerGroup
 
-SLIDER_STEPS = 1000
 NO_MODEL_TEXT = "No model loaded — open a model file (Model ▸ Open model file…)"
 VIDEO_FILTER = "Videos (*.avi *.mp4 *.mkv *.mov *.webm *.mjpg *.mjpeg);;All files (*)"
 
@@ -34,77 +31,6 @@ def _compare_job(verifier, image_a, image_b, face_policy: str, threshold: float)
         name, image = ("B", image_b) if image_a is None else ("A", image_a)
         return SlotAnalysis(name, verifier.analyse(image, face_policy=face_policy))
     return verifier.compare(image_a, image_b, threshold=threshold, face_policy=face_policy)
-
-
-class ResultPanel(QWidget):
-    """Verdict, distance visual, threshold control and notes."""
-
-    def __init__(self, parent=None):
-        super().__init__(parent)
-        self.verdict_label = QLabel("")
-        self.verdict_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.verdict_label.setWordWrap(True)
-        self.verdict_label.setMinimumHeight(self.fontMetrics().height() * 3)
-        font = self.verdict_label.font()
-        font.setPointSizeF(font.pointSizeF() * 1.6)
-        font.setBold(True)
-        self.verdict_label.setFont(font)
-        self.verdict_label.setFrameShape(QFrame.Shape.StyledPanel)
-        self.detail_label = QLabel("")
-        self.detail_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
-        self.detail_label.setWordWrap(True)
-        self.detail_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.bar = DistanceBar(self)
-
-        self.slider = QSlider(Qt.Orientation.Horizontal)
-        self.slider.setRange(0, SLIDER_STEPS)
-        self.slider.setToolTip("Decision threshold: distances below it count as the same")
-        self.spin = QDoubleSpinBox()
-        self.spin.setDecimals(4)
-        self.spin.setRange(0.0, 1e6)
-        self.spin.setKeyboardTracking(False)
-        self.spin.setToolTip("Decision threshold")
-        self.reset_button = QPushButton("Reset to model's threshold")
-        thr = QGroupBox("Decision threshold")
-        tl = QVBoxLayout(thr)
-        row = QHBoxLayout()
-        row.addWidget(self.slider, 1)
-        row.addWidget(self.spin)
-        tl.addLayout(row)
-        tl.addWidget(self.reset_button)
-
-        self.face_combo = QComboBox()
-        self.face_combo.addItem("Use the main face", "largest")
-        self.face_combo.setItemData(0, "The largest face; of faces of similar size, the one nearest the centre",
-                                   Qt.ToolTipRole)
-        self.face_combo.addItem("Compare the whole image", "whole")
-        self.face_label = QLabel("Faces:")
-        self.face_label.setBuddy(self.face_combo)
-        face_row = QHBoxLayout()
-        face_row.addWidget(self.face_label)
-        face_row.addWidget(self.face_combo, 1)
-
-        self.notes_label = QLabel("")
-        self.notes_label.setWordWrap(True)
-        self.notes_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.open_model_button = QPushButton("Open model file…")
-        self.open_model_button.setVisible(False)
-
-        lay = QVBoxLayout(self)
-        lay.setContentsMargins(4, 0, 4, 0)
-        lay.addStretch(1)
-        lay.addWidget(self.verdict_label)
-        lay.addWidget(self.detail_label)
-        lay.addWidget(self.bar)
-        lay.addSpacing(8)
-        lay.addWidget(thr)
-        lay.addLayout(face_row)
-        lay.addWidget(self.notes_label)
-        lay.addWidget(self.open_model_button)
-        lay.addStretch(2)
-        self.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Preferred)
-        self.setMinimumWidth(230)
-        self.setMaximumWidth(360)
 
 
 class CompareTab(QWidget):
@@ -134,10 +60,10 @@ class CompareTab(QWidget):
         self._model_error = ""
         self._updating_threshold = False
         self._pending_capture: ImageSlot | None = None
-        self._list_workers: list[FunctionWorker] = []
+        self._list_workers = WorkerGroup(self)
         self._cameras_listed = False
 
-        self.worker = LatestOnlyWorker(_compare_job, self, name="compare")
+        self.worker = LatestOnlyRunner(_compare_job, self, name="compare")
         self.worker.succeeded.connect(self._on_compare_succeeded)
         self.worker.failed.connect(self._on_compare_failed)
 
@@ -147,47 +73,34 @@ class CompareTab(QWidget):
         self.verdict_label = self.panel.verdict_label
         self.threshold_slider, self.threshold_spin = self.panel.slider, self.panel.spin
         self.face_combo = self.panel.face_combo
-
-        # camera panel (shown on demand)
-        self.camera_box = QGroupBox("Camera")
-        self.camera_view = CameraView(self.camera_box)
-        self.source_combo = QComboBox()
-        self.source_combo.setEditable(True)
-        self.source_combo.setToolTip("Camera number, video file or stream URL")
-        self.source_combo.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Fixed)
-        self.source_combo.setMinimumContentsLength(8)
-        self.refresh_button = compact_button("Find", "Look for connected cameras")
-        self.file_button = compact_button("File…", "Use a video file as the camera")
-        self.start_button = compact_button("Start", "Start or stop the preview")
-        self.start_button.setMinimumWidth(self.start_button.fontMetrics().horizontalAdvance("Stop Start") + 10)
-        self.capture_a_button = compact_button("→ A", "Capture the current frame into image A")
-        self.capture_b_button = compact_button("→ B", "Capture the current frame into image B")
-        cl = QVBoxLayout(self.camera_box)
-        src_row = QHBoxLayout()
-        src_row.addWidget(self.source_combo, 1)
-        src_row.addWidget(self.refresh_button)
-        src_row.addWidget(self.file_button)
-        cl.addLayout(src_row)
-        cl.addWidget(self.camera_view, 1)
-        cap_row = QHBoxLayout()
-        cap_row.addWidget(self.start_button)
-        cap_row.addStretch(1)
-        cap_row.addWidget(QLabel("Capture:"))
-        cap_row.addWidget(self.capture_a_button)
-        cap_row.addWidget(self.capture_b_button)
-        cl.addLayout(cap_row)
-        self.camera_box.setVisible(False)
-
+        self.camera_box = CameraPanel(self)
+        self.camera_view, self.source_combo = self.camera_box.camera_view, self.camera_box.source_combo
+        self.start_button, self.refresh_button = self.camera_box.start_button, self.camera_box.refresh_button
+        self.capture_a_button, self.capture_b_button = (self.camera_box.capture_a_button,
+                                                        self.camera_box.capture_b_button)
         self.camera_toggle = QPushButton("Show camera")
         self.camera_toggle.setToolTip("A live camera preview to capture images from")
         self.camera_toggle.setCheckable(True)
         self.swap_button = QPushButton("Swap A ⇄ B")
         self.swap_button.setToolTip("Exchange the two images")
+        self._lay_out()
+        self._connect(state)
+
+        if camera_source is not None:
+            self.source_combo.setEditText(str(camera_source))
+        self._set_threshold_enabled(False)
+        self.face_combo.setEnabled(False)
+        self.panel.face_label.setEnabled(False)
+        if state.verifier is not None:
+            self.set_verifier(state.verifier)
+        else:
+            self._show_idle()
+
+    def _lay_out(self) -> None:
         top = QHBoxLayout()
         top.addWidget(self.swap_button)
         top.addStretch(1)
         top.addWidget(self.camera_toggle)
-
         body = QHBoxLayout()
         body.addWidget(self.slot_a, 3)
         body.addWidget(self.panel, 2)
@@ -197,7 +110,7 @@ class CompareTab(QWidget):
         lay.addLayout(top)
         lay.addLayout(body, 1)
 
-        # wiring
+    def _connect(self, state) -> None:
         for slot in (self.slot_a, self.slot_b):
             slot.image_changed.connect(self.request_comparison)
             slot.capture_requested.connect(lambda s=slot: self.capture_to(s))
@@ -211,7 +124,7 @@ class CompareTab(QWidget):
         self.camera_toggle.toggled.connect(self.show_camera_panel)
         self.start_button.clicked.connect(self._on_start_clicked)
         self.refresh_button.clicked.connect(self.refresh_cameras)
-        self.file_button.clicked.connect(self._choose_video)
+        self.camera_box.file_button.clicked.connect(self._choose_video)
         self.capture_a_button.clicked.connect(lambda: self.capture_to(self.slot_a))
         self.capture_b_button.clicked.connect(lambda: self.capture_to(self.slot_b))
         self.camera_view.frame_ready.connect(self._on_camera_frame)
@@ -221,16 +134,6 @@ class CompareTab(QWidget):
         state.model_changed.connect(self.set_verifier)
         state.model_failed.connect(self._on_model_failed)
         state.threshold_changed.connect(self._on_state_threshold)
-
-        if camera_source is not None:
-            self.source_combo.setEditText(str(camera_source))
-        self._set_threshold_enabled(False)
-        self.face_combo.setEnabled(False)
-        self.panel.face_label.setEnabled(False)
-        if state.verifier is not None:
-            self.set_verifier(state.verifier)
-        else:
-            self._show_idle()
 
     # -- model ---------------------------------------------------------------------------
     def set_verifier(self, verifier) -> None:
@@ -499,12 +402,8 @@ class CompareTab(QWidget):
         """Show the panel and start the preview (``source`` or the chooser's text, default camera 0)."""
         if source is not None:
             self.source_combo.setEditText(str(source))
-        text = self.source_combo.currentText().strip()
-        i = self.source_combo.findText(text)
-        data = self.source_combo.itemData(i) if i >= 0 else None
-        src = data if data is not None else (text or 0)
         self.show_camera_panel(True)
-        self.camera_view.start(src)
+        self.camera_view.start(self.camera_box.chosen_source())
         self.start_button.setText("Stop")
 
     def stop_camera(self) -> None:
@@ -551,29 +450,11 @@ class CompareTab(QWidget):
 
         self._cameras_listed = True
         self.refresh_button.setEnabled(False)
-        w = FunctionWorker(list_cameras, 5, parent=self)
-        w.returned.connect(self._on_cameras_listed)
-        w.errored.connect(lambda msg: self.message.emit(f"Looking for cameras failed: {msg}"))
-        w.finished.connect(lambda w=w: self._forget_list_worker(w))
-        self._list_workers.append(w)
-        w.start()
-
-    def _forget_list_worker(self, w) -> None:
-        self.refresh_button.setEnabled(True)
-        if w in self._list_workers:
-            w.wait()
-            self._list_workers.remove(w)
-            w.deleteLater()
-
-    def _on_cameras_listed(self, indices) -> None:
-        text = self.source_combo.currentText()
-        self.source_combo.clear()
-        for i in indices:
-            self.source_combo.addItem(f"Camera {i}", i)
-        if text:
-            self.source_combo.setEditText(text)
-        if not indices:
-            self.camera_view.status_label.setText("No camera found. Type a video file or a stream URL, or use File…")
+        w = Worker(list_cameras, 5, parent=self, name="list-cameras")
+        w.returned.connect(self.camera_box.show_cameras)
+        w.errored.connect(lambda msg, _details: self.message.emit(f"Looking for cameras failed: {msg}"))
+        w.finished.connect(lambda: self.refresh_button.setEnabled(True))
+        self._list_workers.start(w)
 
     def _choose_video(self) -> None:
         path, _ = QFileDialog.getOpenFileName(self, "Use a video file as the camera", "", VIDEO_FILTER)
@@ -585,5 +466,4 @@ class CompareTab(QWidget):
         """Stop the comparison worker and the camera, and wait for their threads."""
         self.worker.stop()
         self.camera_view.shutdown()
-        for w in list(self._list_workers):
-            w.wait(5000)
+        self._list_workers.wait(5000)

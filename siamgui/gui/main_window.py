@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import importlib
-import importlib.util
 import logging
 from pathlib import Path
 
@@ -15,40 +13,24 @@ from siamgui.gui import settings as gsettings
 from siamgui.gui.compare_tab import CompareTab
 from siamgui.gui.dialogs import ModelInfoDialog, show_message
 from siamgui.gui.state import AppState
-from siamgui.gui.workers import FunctionWorker
+from siamgui.gui.workers import Worker, WorkerGroup
 
 log = logging.getLogger(__name__)
 
 MODEL_FILTER = "Model files (*.safetensors);;Legacy PyTorch weights (*.pt *.pth);;All files (*)"
 DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA", "mps": "MPS (Apple)"}
 
-#: Tabs written in their own modules: (title, module, class). A module that does not exist is left out.
-OPTIONAL_TABS = (("Train", "siamgui.gui.train_tab", "TrainTab"),
-                 ("Gallery", "siamgui.gui.gallery_tab", "GalleryTab"))
+#: The tabs built by default_tab_classes(), in order (their placeholders are shown first).
+DEFAULT_TAB_TITLES = ("Train", "Gallery")
 
 
-def optional_tab_classes() -> list[tuple[str, type]]:
-    found = []
-    for title, module, cls in OPTIONAL_TABS:
-        try:
-            mod = importlib.import_module(module)
-        except ModuleNotFoundError as exc:
-            if exc.name == module:
-                continue
-            raise
-        found.append((title, getattr(mod, cls)))
-    return found
+def default_tab_classes() -> list[tuple[str, type]]:
+    """The Train and Gallery tabs as (title, class). Imported here, not at the top: their
+    modules import torch (seconds), and the window shows before they exist."""
+    from siamgui.gui.gallery_tab import GalleryTab
+    from siamgui.gui.train_tab import TrainTab
 
-
-#: What the optional tabs' modules import that is slow (torch, via the engine); imported
-#: in a worker thread first when the tabs are deferred, so the window shows at once.
-_TAB_DEPENDENCIES = ("siamgui.core.training", "siamgui.core.models", "siamgui.core.device",
-                     "siamgui.core.preprocess")
-
-
-def _import_tab_dependencies() -> None:
-    for name in _TAB_DEPENDENCIES:
-        importlib.import_module(name)
+    return [("Train", TrainTab), ("Gallery", GalleryTab)]
 
 
 def _probe_devices() -> dict[str, bool]:
@@ -58,7 +40,8 @@ def _probe_devices() -> dict[str, bool]:
 
 
 class MainWindow(QMainWindow):
-    """The app window. ``tab_classes`` (title, class) defaults to the Train and Gallery tabs that exist."""
+    """The app window. ``tab_classes`` (title, class) defaults to :func:`default_tab_classes`;
+    with ``defer_tabs`` those are built once a worker has imported them, after the window shows."""
 
     closed = Signal()
 
@@ -73,7 +56,7 @@ class MainWindow(QMainWindow):
         self._force_close = False
         self._shut_down = False
         self._user_load = False
-        self._workers: list[FunctionWorker] = []
+        self._workers = WorkerGroup(self)
         self.devices_available: dict[str, bool] | None = None
 
         self.tabs = QTabWidget(self)
@@ -83,16 +66,9 @@ class MainWindow(QMainWindow):
         self.train_tab = self.gallery_tab = None
         self._placeholders: dict[str, QLabel] = {}
         if defer_tabs and tab_classes is None:
-            # The optional tabs import torch (1.5-4 s): show placeholders now and build
-            # the tabs once a worker thread has done those imports (_build_deferred_tabs).
-            for title, module, _cls in OPTIONAL_TABS:
-                if importlib.util.find_spec(module) is not None:
-                    ph = QLabel("Loading…")
-                    ph.setAlignment(Qt.AlignmentFlag.AlignCenter)
-                    self._placeholders[title] = ph
-                    self.tabs.setTabEnabled(self.tabs.addTab(ph, title), False)
+            self._add_placeholders()
         else:
-            for title, cls in (optional_tab_classes() if tab_classes is None else tab_classes):
+            for title, cls in (default_tab_classes() if tab_classes is None else tab_classes):
                 self._add_tab(title, cls)
         self.setCentralWidget(self.tabs)
 
@@ -109,12 +85,6 @@ class MainWindow(QMainWindow):
         self.state.model_failed.connect(self._on_model_failed)
         self._update_device_label()
         self._probe_devices()
-        if self._placeholders:
-            w = FunctionWorker(_import_tab_dependencies, parent=self)
-            w.finished.connect(self._build_deferred_tabs)
-            w.finished.connect(lambda w=w: self._forget_worker(w))
-            self._workers.append(w)
-            w.start()
 
     def _add_tab(self, title: str, cls, index: int = -1):
         tab = cls(self.state, self)
@@ -127,11 +97,23 @@ class MainWindow(QMainWindow):
             self.gallery_tab = tab
         return tab
 
-    def _build_deferred_tabs(self) -> None:
-        """Replace the placeholder tabs by the real ones (GUI thread; torch is imported by now)."""
-        if self._shut_down or not self._placeholders:
+    def _add_placeholders(self) -> None:
+        """Disabled "Loading…" tabs now; a worker imports the real ones (torch: seconds), then they replace these."""
+        for title in DEFAULT_TAB_TITLES:
+            ph = QLabel("Loading…")
+            ph.setAlignment(Qt.AlignmentFlag.AlignCenter)
+            self._placeholders[title] = ph
+            self.tabs.setTabEnabled(self.tabs.addTab(ph, title), False)
+        w = Worker(default_tab_classes, parent=self, name="import-tabs")
+        w.returned.connect(self._build_deferred_tabs)
+        w.errored.connect(self._on_tab_import_failed)
+        self._workers.start(w)
+
+    def _build_deferred_tabs(self, classes) -> None:
+        """Replace the placeholder tabs by the real ones (GUI thread; their modules are imported by now)."""
+        if self._shut_down:
             return
-        for title, cls in optional_tab_classes():
+        for title, cls in classes:
             ph = self._placeholders.pop(title, None)
             if ph is None:
                 continue
@@ -139,6 +121,11 @@ class MainWindow(QMainWindow):
             self.tabs.removeTab(index)
             ph.deleteLater()
             self._add_tab(title, cls, index)
+
+    def _on_tab_import_failed(self, message: str, _details: str) -> None:
+        for ph in self._placeholders.values():
+            ph.setText(message)
+        self.statusBar().showMessage(message)
 
     # -- menus -----------------------------------------------------------------------------
     def _build_menus(self) -> None:
@@ -169,6 +156,12 @@ class MainWindow(QMainWindow):
         self._refresh_model_menu()
         self._fill_recent_menu()
 
+        self._build_device_menu(mb)
+        help_menu = mb.addMenu("&Help")
+        about = help_menu.addAction("About siamgui")
+        about.triggered.connect(self._about)
+
+    def _build_device_menu(self, mb) -> None:
         self.device_menu = mb.addMenu("&Device")
         self.device_menu.setToolTipsVisible(True)
         self.device_group = QActionGroup(self)
@@ -197,10 +190,6 @@ class MainWindow(QMainWindow):
             "bfloat16, about 40 % faster, with the same LFW accuracy; distances can differ from float32's "
             "in the third decimal. On: float32 everywhere, the same distances on every computer.")
         self.exact_action.toggled.connect(self.set_exact_float32)
-
-        help_menu = mb.addMenu("&Help")
-        about = help_menu.addAction("About siamgui")
-        about.triggered.connect(self._about)
 
     def _refresh_model_menu(self) -> None:
         from siamgui.core.resources import bundled_model_path, has_bundled_model
@@ -304,18 +293,10 @@ class MainWindow(QMainWindow):
 
     # -- devices -----------------------------------------------------------------------------
     def _probe_devices(self) -> None:
-        w = FunctionWorker(_probe_devices, parent=self)
+        w = Worker(_probe_devices, parent=self, name="device-probe")
         w.returned.connect(self._on_devices_probed)
-        w.errored.connect(lambda m: log.warning("device probe failed: %s", m))
-        w.finished.connect(lambda w=w: self._forget_worker(w))
-        self._workers.append(w)
-        w.start()
-
-    def _forget_worker(self, w) -> None:
-        if w in self._workers:
-            w.wait()
-            self._workers.remove(w)
-            w.deleteLater()
+        w.errored.connect(lambda m, _details: log.warning("device probe failed: %s", m))
+        self._workers.start(w)
 
     def _on_devices_probed(self, available: dict) -> None:
         self.devices_available = dict(available)
@@ -411,8 +392,7 @@ class MainWindow(QMainWindow):
                     stop()
                 except Exception:  # noqa: BLE001 - keep closing the others
                     log.exception("shutting down a tab failed")
-        for w in list(self._workers):
-            w.wait(10000)
+        self._workers.wait(10000)
         self.state.wait()
 
     def restore_geometry(self) -> bool:

@@ -10,28 +10,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from PySide6.QtCore import QObject, QThread, Signal
+from PySide6.QtCore import QObject, Signal
+
+from siamgui.gui.workers import Worker, WorkerGroup
 
 
-class _LoadThread(QThread):
-    loaded = Signal(object)  # Verifier
-    failed = Signal(str)
+def _load_verifier(source, device: str, precision: str):
+    """Runs in a worker: imports torch and reads the model file."""
+    from siamgui.core.verifier import Verifier
 
-    def __init__(self, source, device: str, precision: str = "auto", parent=None):
-        super().__init__(parent)
-        self.source, self.device, self.precision = source, device, precision
-
-    def run(self):
-        try:
-            from siamgui.core.errors import SiamguiError
-            from siamgui.core.verifier import Verifier
-
-            try:
-                self.loaded.emit(Verifier(self.source, device=self.device, precision=self.precision))
-            except SiamguiError as exc:
-                self.failed.emit(str(exc))
-        except Exception as exc:  # noqa: BLE001 - shown to the user, app keeps working
-            self.failed.emit(f"Could not load the model: {type(exc).__name__}: {exc}")
+    return Verifier(source, device=device, precision=precision)
 
 
 class AppState(QObject):
@@ -54,7 +42,7 @@ class AppState(QObject):
         self.verifier = None  # siamgui.core.verifier.Verifier | None
         self.device = device
         self.precision = precision
-        self._threads: list[_LoadThread] = []
+        self._threads = WorkerGroup(self)
 
     # -- model ---------------------------------------------------------------------
     def load_model(self, source=None) -> None:
@@ -62,12 +50,11 @@ class AppState(QObject):
         label = "bundled model" if source is None else (Path(source).name if isinstance(source, (str, Path))
                                                           else getattr(source, "name", "model"))
         self.model_loading.emit(label)
-        thread = _LoadThread(source, self.device, self.precision, self)
-        thread.loaded.connect(self._on_loaded)
-        thread.failed.connect(self.model_failed)
-        thread.finished.connect(lambda t=thread: self._forget(t))
-        self._threads.append(thread)
-        thread.start()
+        w = Worker(_load_verifier, source, self.device, self.precision, parent=self, name="model-load",
+                   failure="Could not load the model")
+        w.returned.connect(self._on_loaded)
+        w.errored.connect(self._on_failed)
+        self._threads.start(w)
 
     def set_device(self, device: str) -> None:
         """Switch device; reloads the current model on it."""
@@ -92,15 +79,13 @@ class AppState(QObject):
         self.verifier = verifier
         self.model_changed.emit(verifier)
 
-    def _forget(self, thread) -> None:
-        if thread in self._threads:
-            self._threads.remove(thread)
-        thread.deleteLater()
+    def _on_failed(self, message: str, _details: str) -> None:
+        self.model_failed.emit(message)
 
     @property
     def busy(self) -> bool:
-        return any(t.isRunning() for t in self._threads)
+        return self._threads.busy
 
     def wait(self, msecs: int = 30000) -> bool:
         """Wait for pending loads (on quit and in tests)."""
-        return all(t.wait(msecs) for t in list(self._threads))
+        return self._threads.wait(msecs)

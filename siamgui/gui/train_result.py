@@ -40,7 +40,17 @@ class TrainResultView(QWidget):
         super().__init__(parent)
         self.result = None
         self._updating = False
+        self._make_plots()
+        self._make_controls()
+        self._lay_out()
+        self.point.currentIndexChanged.connect(self._on_point_changed)
+        self.target_far.valueChanged.connect(self._on_target_far_changed)
+        self.save_button.clicked.connect(self.save_requested)
+        self.use_button.clicked.connect(self.use_requested)
+        self._update_enabled()
 
+    def _make_plots(self) -> None:
+        """The ROC with the operating point, and the distance histograms with the draggable threshold."""
         self.summary = QLabel()
         self.summary.setWordWrap(True)
         self.summary.setTextFormat(Qt.TextFormat.RichText)
@@ -71,6 +81,7 @@ class TrainResultView(QWidget):
         self.hist_plot.addItem(self.threshold_line)
         self.threshold_line.sigPositionChangeFinished.connect(self._on_threshold_line_moved)
 
+    def _make_controls(self) -> None:
         self.point = QComboBox()
         for key, label in POINTS:
             self.point.addItem(label, key)
@@ -94,6 +105,7 @@ class TrainResultView(QWidget):
         self.save_status.setWordWrap(True)
         self.save_status.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
 
+    def _lay_out(self) -> None:
         plots = QHBoxLayout()
         plots.addWidget(self.roc_plot, 2)
         plots.addWidget(self.hist_plot, 3)
@@ -112,12 +124,6 @@ class TrainResultView(QWidget):
         lay.addLayout(plots, 1)
         lay.addLayout(point_row)
         lay.addLayout(buttons)
-
-        self.point.currentIndexChanged.connect(self._on_point_changed)
-        self.target_far.valueChanged.connect(self._on_target_far_changed)
-        self.save_button.clicked.connect(self.save_requested)
-        self.use_button.clicked.connect(self.use_requested)
-        self._update_enabled()
 
     # -- showing a result ---------------------------------------------------------------
     def set_result(self, result) -> None:

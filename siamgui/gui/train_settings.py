@@ -74,51 +74,49 @@ class TrainSettingsForm(QWidget):
 
     def __init__(self, parent=None):
         super().__init__(parent)
-        form = self._form = QFormLayout(self)
-        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
-        form.setContentsMargins(0, 0, 0, 0)
-        form.setVerticalSpacing(4)
+        self._make_fields()
+        self._make_start_from()
+        self._lay_out()
+        self._select_preset_loss()
+        self.apply_defaults()
+        self.preset.currentIndexChanged.connect(self._on_preset_changed)
+        self.loss.currentIndexChanged.connect(self._on_loss_changed)
+        self.init.currentIndexChanged.connect(self._on_init_changed)
+        self.init_browse.clicked.connect(self._on_init_browse_clicked)
+        self.reset_button.clicked.connect(self.apply_defaults)
+        self._update_enabled()
 
+    def _make_fields(self) -> None:
         self.preset = QComboBox()
         self.preset.addItems(list(PRESETS))
         self.preset.setCurrentText(TrainConfig(data_dir="").preset)  # the engine's default (generic)
         self.preset.setToolTip("face: face crop, colour; signature: grey, ink crop; generic: whole image")
+        self.reset_button = QPushButton("Defaults")
+        self.reset_button.setToolTip("Reset every value to the preset's defaults")
         self.arch = QComboBox()
         for name in architecture_names():
             self.arch.addItem(name, name)
             self.arch.setItemData(self.arch.count() - 1, architecture_description(name),
                                   Qt.ItemDataRole.ToolTipRole)
-        self.image_size = QSpinBox()
-        self.image_size.setRange(8, 512)
+        self.image_size = _spin(8, 512)
         self.image_size.setSuffix(" px")
-        self.embedding_dim = QSpinBox()
-        self.embedding_dim.setRange(2, 2048)
+        self.embedding_dim = _spin(2, 2048)
         self.loss = QComboBox()
         self.loss.addItems(list(LOSSES))
-        self.margin = QDoubleSpinBox()
-        self.margin.setRange(0.01, 100.0)
-        self.margin.setDecimals(2)
-        self.margin.setSingleStep(0.05)
-        self.epochs = QSpinBox()
-        self.epochs.setRange(1, 10000)
-        self.batch_size = QSpinBox()
-        self.batch_size.setRange(2, 4096)
+        self.margin = _double_spin(0.01, 100.0, 0.05)
+        self.epochs = _spin(1, 10000)
+        self.batch_size = _spin(2, 4096)
         self.lr = _FloatSpinBox(1e-7, 1.0)
         self.lr.setSingleStep(1e-4)
         self.lr.setToolTip("Learning rate (AdamW, cosine schedule)")
-        self.val_split = QDoubleSpinBox()
-        self.val_split.setRange(0.0, 0.9)
-        self.val_split.setSingleStep(0.05)
-        self.val_split.setDecimals(2)
+        self.val_split = _double_spin(0.0, 0.9, 0.05)
         self.val_split.setToolTip("Fraction of the classes held out for validation and calibration "
                                   "(whole classes, never images of one class on both sides)")
-        self.pairs_per_epoch = QSpinBox()
-        self.pairs_per_epoch.setRange(0, 1_000_000)
+        self.pairs_per_epoch = _spin(0, 1_000_000)
         self.pairs_per_epoch.setSingleStep(256)
         self.pairs_per_epoch.setSpecialValueText("auto")
         self.pairs_per_epoch.setToolTip("auto: twice the training images (512 to 20,000)")
-        self.seed = QSpinBox()
-        self.seed.setRange(0, 2**31 - 1)
+        self.seed = _spin(0, 2**31 - 1)
         self.device = QComboBox()
         avail = available_devices()
         self.device.addItem("auto", "auto")
@@ -126,6 +124,8 @@ class TrainSettingsForm(QWidget):
             if avail.get(name):
                 self.device.addItem(name, name)
 
+    def _make_start_from(self) -> None:
+        """"Start from": scratch, the bundled model or a model file (with its path field and browse button)."""
         self.init = QComboBox()
         for key, label in INIT_CHOICES:
             self.init.addItem(label, key)
@@ -138,45 +138,33 @@ class TrainSettingsForm(QWidget):
         self.init_browse = QToolButton()
         self.init_browse.setText("...")
         self.init_browse.setToolTip("Choose a model file")
-        init_row = QHBoxLayout()
-        init_row.setContentsMargins(0, 0, 0, 0)
-        init_row.addWidget(self.init, 1)
         self._init_file_row = QWidget()
         file_row = QHBoxLayout(self._init_file_row)
         file_row.setContentsMargins(0, 0, 0, 0)
         file_row.addWidget(self.init_file, 1)
         file_row.addWidget(self.init_browse)
-        self.reset_button = QPushButton("Defaults")
-        self.reset_button.setToolTip("Reset every value to the preset's defaults")
+
+    def _lay_out(self) -> None:
+        form = self._form = QFormLayout(self)
+        form.setFieldGrowthPolicy(QFormLayout.FieldGrowthPolicy.AllNonFixedFieldsGrow)
+        form.setContentsMargins(0, 0, 0, 0)
+        form.setVerticalSpacing(4)
         preset_row = QHBoxLayout()
         preset_row.setContentsMargins(0, 0, 0, 0)
         preset_row.addWidget(self.preset, 1)
         preset_row.addWidget(self.reset_button)
-
+        init_row = QHBoxLayout()
+        init_row.setContentsMargins(0, 0, 0, 0)
+        init_row.addWidget(self.init, 1)
         form.addRow("Preset", preset_row)
         form.addRow("Start from", init_row)
         form.addRow("", self._init_file_row)
-        form.addRow("Architecture", self.arch)
-        form.addRow("Image size", self.image_size)
-        form.addRow("Embedding dim", self.embedding_dim)
-        form.addRow("Loss", self.loss)
-        form.addRow("Margin", self.margin)
-        form.addRow("Epochs", self.epochs)
-        form.addRow("Batch size", self.batch_size)
-        form.addRow("Learning rate", self.lr)
-        form.addRow("Validation split", self.val_split)
-        form.addRow("Pairs per epoch", self.pairs_per_epoch)
-        form.addRow("Seed", self.seed)
-        form.addRow("Device", self.device)
-
-        self._select_preset_loss()
-        self.apply_defaults()
-        self.preset.currentIndexChanged.connect(self._on_preset_changed)
-        self.loss.currentIndexChanged.connect(self._on_loss_changed)
-        self.init.currentIndexChanged.connect(self._on_init_changed)
-        self.init_browse.clicked.connect(self._on_init_browse_clicked)
-        self.reset_button.clicked.connect(self.apply_defaults)
-        self._update_enabled()
+        for label, field in (("Architecture", self.arch), ("Image size", self.image_size),
+                             ("Embedding dim", self.embedding_dim), ("Loss", self.loss), ("Margin", self.margin),
+                             ("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
+                             ("Validation split", self.val_split), ("Pairs per epoch", self.pairs_per_epoch),
+                             ("Seed", self.seed), ("Device", self.device)):
+            form.addRow(label, field)
 
     # -- defaults --------------------------------------------------------------------
     def init_value(self) -> str | None:
@@ -309,6 +297,20 @@ class TrainSettingsForm(QWidget):
         finally:
             settings.endGroup()
             self._update_enabled()
+
+
+def _spin(lo: int, hi: int) -> QSpinBox:
+    spin = QSpinBox()
+    spin.setRange(lo, hi)
+    return spin
+
+
+def _double_spin(lo: float, hi: float, step: float) -> QDoubleSpinBox:
+    spin = QDoubleSpinBox()
+    spin.setRange(lo, hi)
+    spin.setDecimals(2)
+    spin.setSingleStep(step)
+    return spin
 
 
 def _int(value, default: int) -> int:

@@ -1,9 +1,10 @@
 """The Train tab: choose a class folder, train in a worker thread, calibrate, save.
 
-The tab shows and forwards; the engine (``siamgui.core.training``) does the
-work in a :class:`~siamgui.gui.train_worker.TrainThread`. Step events are only
-buffered when they arrive; a 10 Hz QTimer redraws the plots and the progress
-line, so a fast training loop cannot flood the GUI thread.
+The tab is the controller of three panels (dataset, settings, run); the
+engine (``siamgui.core.training``) does the work in a
+:class:`~siamgui.gui.train_worker.TrainingRun`. Step events are only buffered
+when they arrive; a 10 Hz QTimer redraws the plots and the progress line, so a
+fast training loop cannot flood the GUI thread.
 
 Dialogs go through four small methods that tests (and the scripted mode)
 replace: :meth:`TrainTab.ask_question`, :meth:`TrainTab.show_message`,
@@ -14,38 +15,25 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import html
 import time
+from functools import partial
 from pathlib import Path
 
 from PySide6.QtCore import Qt, QTimer, Signal
-from PySide6.QtGui import QImage, QPixmap
-from PySide6.QtWidgets import (QFileDialog, QFrame, QGridLayout, QGroupBox, QHBoxLayout, QLabel, QListWidget,
-                               QMessageBox, QPlainTextEdit, QProgressBar, QPushButton, QScrollArea, QSizePolicy,
-                               QSplitter, QTabWidget, QVBoxLayout, QWidget)
+from PySide6.QtWidgets import (QFileDialog, QFrame, QGroupBox, QHBoxLayout, QMessageBox, QPushButton, QScrollArea,
+                               QVBoxLayout, QWidget)
 
 from siamgui.core.errors import SiamguiError
-from siamgui.core.training import TrainControl
-from siamgui.gui.train_plots import MAX_HZ, LivePlots
-from siamgui.gui.train_result import TrainResultView
+from siamgui.core.training import Epoch, Finished, Loading, Log, Step, TrainControl
+from siamgui.gui.train_dataset import DatasetPanel
+from siamgui.gui.train_plots import MAX_HZ
+from siamgui.gui.train_run import RunPanel
 from siamgui.gui.train_settings import TrainSettingsForm, open_settings
-from siamgui.gui.train_worker import ScanThread, TrainThread, training_threads
+from siamgui.gui.train_worker import TrainingRun, scan_dataset, training_threads
+from siamgui.gui.workers import Worker, WorkerGroup
 
 LEFT_WIDTH = 410
 LEFT_MIN_WIDTH = 370
-
-
-def format_duration(seconds: float) -> str:
-    s = max(0, int(round(seconds)))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
-def _pixmap(arr) -> QPixmap | None:
-    if arr is None:
-        return None
-    h, w = arr.shape[:2]
-    image = QImage(arr.data, w, h, 3 * w, QImage.Format.Format_RGB888)
-    return QPixmap.fromImage(image.copy())
 
 
 class TrainTab(QWidget):
@@ -73,10 +61,9 @@ class TrainTab(QWidget):
 
         self._data_dir: str | None = None
         self._summary = None
-        self._scan_token = 0
-        self._scan_thread: ScanThread | None = None
-        self._train_thread: TrainThread | None = None
-        self._threads: list = []
+        self._scan_worker: Worker | None = None
+        self._run: TrainingRun | None = None
+        self._workers = WorkerGroup(self)
         self._control: TrainControl | None = None
         self._result = None
         self._saved_path: Path | None = None
@@ -104,111 +91,23 @@ class TrainTab(QWidget):
 
     # -- layout -----------------------------------------------------------------------------
     def _build(self) -> None:
-        # dataset
-        self.choose_button = QPushButton("Choose folder...")
-        self.choose_button.setToolTip("A folder with one sub-folder of images per class (identity)")
-        self.folder_label = QLabel("No folder chosen")
-        self.folder_label.setWordWrap(True)
-        self.folder_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.summary_label = QLabel("Choose a folder with one sub-folder of images per class.")
-        self.summary_label.setWordWrap(True)
-        self.summary_label.setTextFormat(Qt.TextFormat.RichText)
-        self.problems_label = QLabel()
-        self.problems_label.setWordWrap(True)
-        self.problems_label.setStyleSheet("color: #b00020;")
-        self.problems_label.setVisible(False)
-        self.skipped_list = QListWidget()
-        self.skipped_list.setMaximumHeight(70)
-        self.skipped_list.setVisible(False)
-        self.skipped_list.setToolTip("Files that could not be read; they are skipped")
-        self.thumbs = QWidget()
-        self._thumb_grid = QGridLayout(self.thumbs)
-        self._thumb_grid.setContentsMargins(0, 4, 0, 0)
-        self._thumb_grid.setHorizontalSpacing(10)
-        self._thumb_grid.setVerticalSpacing(4)
-
-        ds_box = QGroupBox("Dataset")
-        ds = QVBoxLayout(ds_box)
-        row = QHBoxLayout()
-        row.addWidget(self.choose_button)
-        row.addWidget(self.folder_label, 1)
-        ds.addLayout(row)
-        ds.addWidget(self.summary_label)
-        ds.addWidget(self.problems_label)
-        ds.addWidget(self.skipped_list)
-        ds.addWidget(self.thumbs)
-
+        self.dataset = DatasetPanel()
         self.settings_form = TrainSettingsForm()
-        set_box = QGroupBox("Settings")
-        QVBoxLayout(set_box).addWidget(self.settings_form)
-
-        left_inner = QWidget()
-        li = QVBoxLayout(left_inner)
-        li.setContentsMargins(0, 0, 4, 0)
-        li.addWidget(ds_box)
-        li.addWidget(set_box)
-        li.addStretch(1)
-        scroll = QScrollArea()
-        scroll.setWidget(left_inner)
-        scroll.setWidgetResizable(True)
-        scroll.setFrameShape(QFrame.Shape.NoFrame)
-        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
-
         self.start_button = QPushButton("Start")
         self.start_button.setDefault(True)
         self.pause_button = QPushButton("Pause")
         self.stop_button = QPushButton("Stop")
         self.stop_button.setToolTip("Stop after the current batch; the best finished epoch is kept")
-        buttons = QHBoxLayout()
-        for b in (self.start_button, self.pause_button, self.stop_button):
-            buttons.addWidget(b)
-
-        left = QWidget()
-        left.setMinimumWidth(LEFT_MIN_WIDTH)
-        left.setMaximumWidth(LEFT_WIDTH)
-        ll = QVBoxLayout(left)
-        ll.setContentsMargins(0, 0, 0, 0)
-        ll.addWidget(scroll, 1)
-        ll.addLayout(buttons)
-
-        # progress, plots, result, log
-        self.progress = QProgressBar()
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("")
-        self.progress.setTextVisible(True)
-        self.status_label = QLabel("Idle")
-        self.status_label.setSizePolicy(QSizePolicy.Policy.Expanding, QSizePolicy.Policy.Preferred)
-        self.plots = LivePlots()
-        self.result_view = TrainResultView()
-        self.views = QTabWidget()
-        self.views.addTab(self.plots, "Training")
-        self.views.addTab(self.result_view, "Result")
-        self.views.setTabEnabled(1, False)
-        self.log_view = QPlainTextEdit()
-        self.log_view.setReadOnly(True)
-        self.log_view.setMaximumBlockCount(5000)
-        self.log_view.setPlaceholderText("Log")
-        split = QSplitter(Qt.Orientation.Vertical)
-        split.addWidget(self.views)
-        split.addWidget(self.log_view)
-        split.setStretchFactor(0, 5)
-        split.setStretchFactor(1, 1)
-        split.setSizes([560, 110])
-        split.setChildrenCollapsible(False)
-
-        right = QWidget()
-        rl = QVBoxLayout(right)
-        rl.setContentsMargins(0, 0, 0, 0)
-        top = QHBoxLayout()
-        top.addWidget(self.progress, 2)
-        top.addWidget(self.status_label, 3)
-        rl.addLayout(top)
-        rl.addWidget(split, 1)
-
+        self.run_panel = RunPanel()
         lay = QHBoxLayout(self)
-        lay.addWidget(left)
-        lay.addWidget(right, 1)
+        lay.addWidget(self._left_column())
+        lay.addWidget(self.run_panel, 1)
+        # the names the tests and scripts use
+        d, r = self.dataset, self.run_panel
+        self.choose_button, self.folder_label, self.summary_label = d.choose_button, d.folder_label, d.summary_label
+        self.problems_label, self.skipped_list, self._thumb_grid = d.problems_label, d.skipped_list, d.thumb_grid
+        self.progress, self.status_label, self.plots = r.progress, r.status_label, r.plots
+        self.result_view, self.views, self.log_view = r.result_view, r.views, r.log_view
 
         self.choose_button.clicked.connect(self._on_choose_button_clicked)
         self.start_button.clicked.connect(self.start)
@@ -217,6 +116,33 @@ class TrainTab(QWidget):
         self.result_view.save_requested.connect(self._on_result_save_requested)
         self.result_view.use_requested.connect(self.use_in_compare)
         self.result_view.threshold_changed.connect(self._on_result_threshold_changed)
+
+    def _left_column(self) -> QWidget:
+        """Dataset and settings (scrolling), with the run buttons under them."""
+        set_box = QGroupBox("Settings")
+        QVBoxLayout(set_box).addWidget(self.settings_form)
+        left_inner = QWidget()
+        li = QVBoxLayout(left_inner)
+        li.setContentsMargins(0, 0, 4, 0)
+        li.addWidget(self.dataset)
+        li.addWidget(set_box)
+        li.addStretch(1)
+        scroll = QScrollArea()
+        scroll.setWidget(left_inner)
+        scroll.setWidgetResizable(True)
+        scroll.setFrameShape(QFrame.Shape.NoFrame)
+        scroll.setHorizontalScrollBarPolicy(Qt.ScrollBarPolicy.ScrollBarAlwaysOff)
+        buttons = QHBoxLayout()
+        for b in (self.start_button, self.pause_button, self.stop_button):
+            buttons.addWidget(b)
+        left = QWidget()
+        left.setMinimumWidth(LEFT_MIN_WIDTH)
+        left.setMaximumWidth(LEFT_WIDTH)
+        ll = QVBoxLayout(left)
+        ll.setContentsMargins(0, 0, 0, 0)
+        ll.addWidget(scroll, 1)
+        ll.addLayout(buttons)
+        return left
 
     # -- dialogs (replaced in tests and in scripted runs) -----------------------------------------
     def ask_question(self, title: str, text: str) -> bool:
@@ -241,10 +167,7 @@ class TrainTab(QWidget):
 
     # -- log ---------------------------------------------------------------------------------------
     def log(self, level: str, message: str) -> None:
-        stamp = time.strftime("%H:%M:%S")
-        color = {"warning": "#9a6700", "error": "#b00020"}.get(level)
-        text = html.escape(f"{stamp}  {level + ': ' if level != 'info' else ''}{message}")
-        self.log_view.appendHtml(f'<span style="color:{color}">{text}</span>' if color else text)
+        self.run_panel.log(level, message)
 
     # -- dataset -----------------------------------------------------------------------------------
     def _on_choose_button_clicked(self) -> None:
@@ -259,39 +182,35 @@ class TrainTab(QWidget):
         self._data_dir = str(path)
         self._last_dir = str(Path(path).parent)
         self._summary = None
-        self.folder_label.setText(str(path))
-        self.folder_label.setToolTip(str(path))
-        self.summary_label.setText("Scanning...")
-        self.problems_label.setVisible(False)
-        self.skipped_list.setVisible(False)
-        self._set_thumbnails([])
-        if self._scan_thread is not None:
-            self._scan_thread.requestInterruption()
-        self._scan_token += 1
-        thread = ScanThread(self._data_dir, self._scan_token, self)
-        thread.scanned.connect(self._on_scan_scanned)
-        thread.failed.connect(self._on_scan_failed)
-        self._track(thread)
-        self._scan_thread = thread
-        thread.start()
+        self.dataset.show_scanning(str(path))
+        if self._scan_worker is not None:
+            self._scan_worker.abort()
+        w = Worker(scan_dataset, self._data_dir, parent=self, name="scan", failure="Could not scan the folder",
+                   pass_task=True)
+        w.returned.connect(partial(self._on_scanned, w))
+        w.errored.connect(partial(self._on_scan_failed, w))
+        self._scan_worker = w
+        self._workers.start(w)
         self._update_buttons()
 
     @property
     def scanning(self) -> bool:
-        return self._scan_thread is not None
+        return self._scan_worker is not None
 
     @property
     def summary(self):
         """The DatasetSummary of the chosen folder (None before its scan finished)."""
         return self._summary
 
-    def _on_scan_scanned(self, token: int, dataset, summary, pairs: list) -> None:
-        if token != self._scan_token:
-            return
-        self._scan_thread = None
+    def _on_scanned(self, worker: Worker, scanned) -> None:
+        if worker is not self._scan_worker:
+            return  # a newer folder was chosen meanwhile
+        self._scan_worker = None
+        _dataset, summary, pairs = scanned
         self._summary = summary
-        self._show_summary(summary)
-        self._set_thumbnails(pairs)
+        self.dataset.show_summary(summary)
+        self._log_summary(summary)
+        self.dataset.set_thumbnails(pairs)
         self._update_buttons()
         self.dataset_scanned.emit(summary)
         if self._scripted and not self.is_training:
@@ -302,85 +221,35 @@ class TrainTab(QWidget):
                     self.settings_form.epochs.setValue(int(self._scripted_epochs))
                 self.start()
 
-    def _on_scan_failed(self, token: int, message: str) -> None:
-        if token != self._scan_token:
+    def _on_scan_failed(self, worker: Worker, message: str, _details: str) -> None:
+        if worker is not self._scan_worker:
             return
-        self._scan_thread = None
+        self._scan_worker = None
         self._summary = None
-        self.summary_label.setText("")
-        self.problems_label.setText(message)
-        self.problems_label.setVisible(True)
+        self.dataset.show_failure(message)
         self.log("error", message)
         self._update_buttons()
         self.dataset_scanned.emit(None)
         if self._scripted:
             self._finish_scripted(False)
 
-    def _show_summary(self, s) -> None:
-        counts = sorted(s.counts.items(), key=lambda kv: (-kv[1], kv[0]))
-        shown = ", ".join(f"{html.escape(name)} ({n})" for name, n in counts[:6])
-        more = f", ... {len(counts) - 6} more" if len(counts) > 6 else ""
-        singles = len(s.single_image_classes)
-        text = (f"<b>{s.classes}</b> classes, <b>{s.images}</b> images; {s.classes_with_pairs} with 2+ images<br>"
-                f"Per class: min {s.per_class_min}, median {s.per_class_median:g}, max {s.per_class_max}<br>")
-        if singles:
-            text += f"<b>{singles}</b> class(es) with a single image (negatives only)<br>"
-        text += f"Unreadable files skipped: {len(s.skipped)}<br><small>{shown}{more}</small>"
-        self.summary_label.setText(text)
-        self.summary_label.setToolTip("\n".join(f"{name}: {n}" for name, n in sorted(s.counts.items())))
-        self.problems_label.setText("\n".join(s.problems))
-        self.problems_label.setVisible(bool(s.problems))
-        self.skipped_list.clear()
-        for path, reason in s.skipped[:500]:
-            self.skipped_list.addItem(f"{Path(path).name}: {reason}")
-            self.skipped_list.item(self.skipped_list.count() - 1).setToolTip(path)
-        self.skipped_list.setVisible(bool(s.skipped))
+    def _log_summary(self, s) -> None:
         if s.skipped:
             self.log("warning", f"{len(s.skipped)} file(s) in {Path(s.root).name} could not be read and will be "
                                 "skipped.")
+        singles = len(s.single_image_classes)
         if singles:
             self.log("info", f"{singles} class(es) have a single image; they are used as negatives only.")
-
-    def _set_thumbnails(self, pairs: list) -> None:
-        while self._thumb_grid.count():
-            item = self._thumb_grid.takeAt(0)
-            if item.widget() is not None:
-                item.widget().deleteLater()
-        per_row = 3
-        for i, (a, b, same, ca, cb) in enumerate(pairs):
-            cell = QWidget()
-            cl = QVBoxLayout(cell)
-            cl.setContentsMargins(0, 0, 0, 0)
-            cl.setSpacing(1)
-            pics = QHBoxLayout()
-            pics.setSpacing(2)
-            for arr, name in ((a, ca), (b, cb)):
-                lab = QLabel()
-                lab.setFixedSize(52, 52)
-                lab.setAlignment(Qt.AlignmentFlag.AlignCenter)
-                lab.setStyleSheet("background: #eee;")
-                pm = _pixmap(arr)
-                if pm is not None:
-                    lab.setPixmap(pm)
-                lab.setToolTip(name)
-                pics.addWidget(lab)
-            cl.addLayout(pics)
-            cap = QLabel("same" if same else "different")
-            cap.setAlignment(Qt.AlignmentFlag.AlignCenter)
-            cap.setStyleSheet(f"color: {'#2c7d2c' if same else '#b00020'}; font-size: 11px;")
-            cap.setToolTip(f"{ca} / {cb}")
-            cl.addWidget(cap)
-            self._thumb_grid.addWidget(cell, i // per_row, i % per_row)
-        self.thumbs.setVisible(bool(pairs))
 
     # -- training ------------------------------------------------------------------------------------
     @property
     def is_training(self) -> bool:
-        return self._train_thread is not None
+        return self._run is not None
 
     @property
-    def train_thread(self) -> TrainThread | None:
-        return self._train_thread
+    def train_thread(self) -> TrainingRun | None:
+        """The running TrainingRun (None when idle)."""
+        return self._run
 
     @property
     def result(self):
@@ -404,36 +273,22 @@ class TrainTab(QWidget):
         if not self._scripted:
             self._save_settings()
         self._control = TrainControl()
-        thread = TrainThread(cfg, self._control, self.num_threads, self)
-        thread.logged.connect(self._on_train_logged)
-        thread.loading.connect(self._on_train_loading)
-        thread.stepped.connect(self._on_train_stepped)
-        thread.epoch_finished.connect(self._on_train_epoch_finished)
-        thread.finished_training.connect(self._on_train_finished_training)
-        thread.failed.connect(self._on_train_failed)
-        thread.finished.connect(self._on_train_thread_finished)
-        self._track(thread)
-        self._train_thread = thread
-        self._run_ok = False
-        self._stopping = False
-        self._last_step = None
-        self._loading = None
-        self._rate = None
+        self._run = TrainingRun(cfg, self._control, self.num_threads, self)
+        w = self._run.worker
+        w.yielded.connect(self._on_train_event)
+        w.errored.connect(self._on_train_failed)
+        w.finished.connect(self._on_train_thread_finished)
+        self._run_ok = self._stopping = False
+        self._last_step = self._loading = self._rate = None
         self._started_at = time.perf_counter()
         self._result = None
         self._saved_path = self._saved_meta = None
-        self.result_view.set_result(None)
-        self.views.setTabEnabled(1, False)
-        self.views.setCurrentWidget(self.plots)
-        self.plots.clear()
-        self.progress.setRange(0, 0)  # busy until the first event
-        self.progress.setFormat("")
-        self.status_label.setText("Starting...")
+        self.run_panel.show_starting()
         self.log("info", f"Training on {Path(self._data_dir).name}: preset {cfg.preset}, "
                          f"{cfg.arch if cfg.init in (None, '') else 'fine-tuning ' + str(cfg.init)}, "
                          f"{cfg.loss} loss, {cfg.epochs} epochs, batch {cfg.batch_size}, lr {cfg.lr:g}, "
                          f"device {cfg.device}.")
-        thread.start()
+        self._workers.start(w)
         self._ui_timer.start()
         self._update_buttons()
         self.training_started.emit()
@@ -470,90 +325,46 @@ class TrainTab(QWidget):
         self.log("info", "Stop requested.")
         self._update_buttons()
 
-    def _on_train_logged(self, level: str, message: str) -> None:
-        self.log(level, message)
-
-    def _on_train_loading(self, done: int, total: int) -> None:
-        self._loading = (done, total)
-
-    def _on_train_stepped(self, step) -> None:
-        self._last_step = step
-        self._rate = step.pairs_per_s if self._rate is None else 0.9 * self._rate + 0.1 * step.pairs_per_s
-        self.plots.add_step(step)
-
-    def _on_train_epoch_finished(self, ep) -> None:
-        self.plots.add_epoch(ep)
-        val = (f"val loss {ep.val_loss:.4f}, AUC {ep.val_auc:.4f}, EER {100 * ep.val_eer:.2f} %"
-               if ep.val_auc is not None else "no validation")
-        self.log("info", f"Epoch {ep.epoch}/{ep.epochs}: train loss {ep.train_loss:.4f}, {val}"
-                         f"{' (best so far)' if ep.is_best else ''}.")
+    def _on_train_event(self, ev) -> None:
+        """One engine event (GUI thread): buffered or logged; the timer redraws."""
+        if isinstance(ev, Step):
+            self._last_step = ev
+            self._rate = ev.pairs_per_s if self._rate is None else 0.9 * self._rate + 0.1 * ev.pairs_per_s
+            self.plots.add_step(ev)
+        elif isinstance(ev, Loading):
+            self._loading = (ev.done, ev.total)
+        elif isinstance(ev, Epoch):
+            self.run_panel.add_epoch(ev)
+        elif isinstance(ev, Log):
+            self.log(ev.level, ev.message)
+        elif isinstance(ev, Finished):
+            self._on_train_finished_training(ev)
 
     def _on_ui_timer_timeout(self) -> None:
         self.plots.flush()
         self._refresh_progress()
 
     def _refresh_progress(self) -> None:
-        s = self._last_step
-        if s is not None:
-            if self.progress.maximum() != s.total_steps:
-                self.progress.setRange(0, s.total_steps)
-            self.progress.setValue(s.global_step)
-            self.progress.setFormat(f"epoch {s.epoch}/{s.epochs} · step {s.step}/{s.steps_per_epoch}")
-            if self._control is not None and self._control.paused and not self._stopping:
-                return
-            if not self._stopping:
-                self.status_label.setText(f"loss {s.running_loss:.4f} · {self._rate or 0:,.0f} pairs/s · "
-                                          f"ETA {format_duration(s.eta_s)}")
-        elif self._loading is not None:
-            done, total = self._loading
-            self.progress.setRange(0, max(1, total))
-            self.progress.setValue(done)
-            self.progress.setFormat("preparing images %v/%m")
-            if not self._stopping:
-                self.status_label.setText("Decoding and preparing the images once...")
+        paused = self._control is not None and self._control.paused
+        self.run_panel.show_progress(self._last_step, self._loading, self._rate, paused=paused,
+                                     stopping=self._stopping)
 
     def _on_train_finished_training(self, fin) -> None:
         self._ui_timer.stop()
         self.plots.flush()
         self._refresh_progress()
-        elapsed = format_duration(time.perf_counter() - self._started_at)
-        if fin.result is not None:
-            self._result = fin.result
-            self.result_view.set_result(fin.result)
-            self.views.setTabEnabled(1, True)
-            self.views.setCurrentWidget(self.result_view)
-            m = fin.result.meta["metrics"]
-            tr = fin.result.meta["training"]
-            if fin.reason:
-                self.log("info", fin.reason)
-            self.log("info", f"Finished in {elapsed}: best epoch {tr['best_epoch']} of {tr['epochs_run']}, "
-                             f"AUC {m['auc']:.4f}, EER {100 * m['eer']:.2f} %, threshold {fin.result.threshold:.4f}. "
-                             "Choose the operating point, then save the model.")
-            self.status_label.setText(f"Finished in {elapsed}" + (" (stopped)" if fin.result.stopped_early else ""))
-            self._run_ok = True
-        else:
-            reason = fin.reason or "Stopped; nothing to keep."
-            self.log("info", reason)
-            self.status_label.setText(reason)
-            self.progress.setRange(0, 1)
-            self.progress.setValue(0)
-            self.progress.setFormat("")
-            self._run_ok = False
+        self._result = fin.result
+        self._run_ok = self.run_panel.show_finished(fin, time.perf_counter() - self._started_at)
 
     def _on_train_failed(self, message: str, details: str) -> None:
         self._ui_timer.stop()
         self.plots.flush()
         self._run_ok = False
-        if details:
-            self.log("error", details.rstrip())
-        self.status_label.setText("Training failed")
-        self.progress.setRange(0, 1)
-        self.progress.setValue(0)
-        self.progress.setFormat("")
+        self.run_panel.show_failed(details)
         self._error("Training failed", message)
 
     def _on_train_thread_finished(self) -> None:
-        self._train_thread = None
+        self._run = None
         self._control = None
         self._stopping = False
         self._ui_timer.stop()
@@ -589,12 +400,9 @@ class TrainTab(QWidget):
             path = path.with_name(path.name + ".safetensors")
         try:
             self._result.save(path)
-        except SiamguiError as exc:
-            self.result_view.set_save_status(f"Not saved: {exc}")
-            self._error("Could not save the model", str(exc))
-            return False
-        except OSError as exc:
-            text = f"Could not save the model to {path}: {exc.strerror or exc}. The trained model is still in memory."
+        except (SiamguiError, OSError) as exc:
+            text = (str(exc) if isinstance(exc, SiamguiError) else f"Could not save the model to {path}: "
+                    f"{exc.strerror or exc}. The trained model is still in memory.")
             self.result_view.set_save_status(f"Not saved: {text}")
             self._error("Could not save the model", text)
             return False
@@ -624,7 +432,7 @@ class TrainTab(QWidget):
     def _update_buttons(self) -> None:
         running = self.is_training
         can_start = (not running and self._summary is not None and not self._summary.problems
-                     and self._scan_thread is None)
+                     and self._scan_worker is None)
         self.start_button.setEnabled(can_start)
         self.pause_button.setEnabled(running and not self._stopping)
         self.pause_button.setText("Resume" if (self._control is not None and self._control.paused) else "Pause")
@@ -634,7 +442,7 @@ class TrainTab(QWidget):
         if not can_start and not running:
             if self._data_dir is None:
                 why = "Choose a dataset folder first"
-            elif self._scan_thread is not None:
+            elif self._scan_worker is not None:
                 why = "Scanning the folder..."
             else:
                 why = "The dataset cannot be used for training (see above)"
@@ -642,20 +450,11 @@ class TrainTab(QWidget):
         else:
             self.start_button.setToolTip("")
 
-    # -- threads and lifecycle -----------------------------------------------------------------------
-    def _track(self, thread) -> None:
-        self._threads.append(thread)
-        thread.finished.connect(self._on_any_thread_finished)
-
-    def _on_any_thread_finished(self) -> None:
-        for t in [t for t in self._threads if t.isFinished()]:
-            self._threads.remove(t)
-            t.deleteLater()
-
+    # -- lifecycle ---------------------------------------------------------------------------------------
     @property
     def busy(self) -> bool:
-        """True while any thread of this tab runs."""
-        return any(t.isRunning() for t in self._threads)
+        """True while any worker of this tab runs."""
+        return self._workers.busy
 
     def confirm_close(self) -> bool:
         """Ask whether to stop a running training; False cancels the close."""
@@ -672,11 +471,10 @@ class TrainTab(QWidget):
         self._scripted = False
         if self._control is not None:
             self._control.cancel()
-        if self._scan_thread is not None:
-            self._scan_thread.requestInterruption()
+        if self._scan_worker is not None:
+            self._scan_worker.abort()
         self._ui_timer.stop()
-        for t in list(self._threads):
-            t.wait()
+        self._workers.wait(None)
         if not scripted_run:  # an unattended run's defaults are not the user's choices
             self._save_settings()
 

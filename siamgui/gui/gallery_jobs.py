@@ -1,0 +1,72 @@
+"""The Gallery tab's work: job functions for its workers (no widgets here) and what their results say.
+
+Jobs run in :class:`~siamgui.gui.workers.JobRunner` workers as ``fn(task, *args)``;
+the identification function runs in :class:`~siamgui.gui.workers.LatestOnlyRunner`.
+"""
+
+from __future__ import annotations
+
+#: Candidates listed for a probe.
+TOP = 5
+
+
+def enroll(task, gallery, verifier, name, images, bgr):
+    return gallery.enroll(verifier, name, images, bgr=bgr, skip_bad=len(images) > 1,
+                          progress=task.progress, cancel=task.cancelled)
+
+
+def import_folder(task, gallery, verifier, folder):
+    return gallery.import_folder(verifier, folder, progress=task.progress, cancel=task.cancelled)
+
+
+def sync(task, gallery, verifier):
+    return gallery.sync(verifier, progress=task.progress, cancel=task.cancelled)
+
+
+def call(_task, fn, *args):
+    return fn(*args)
+
+
+def evaluate(task, verifier, folder, way, shots, episodes, rank):
+    from siamgui.core.gallery.oneshot import run_one_shot
+
+    return run_one_shot(verifier, folder, way, shots, episodes, seed=0, rank=rank, progress=task.progress,
+                        cancel=task.cancelled)
+
+
+def identify(gallery, verifier, image, rank, k, bgr, live):
+    """Identify one probe. Returns (Identification, live)."""
+    result = gallery.identify(verifier, image, top=TOP, rank=rank, k=k, bgr=bgr)
+    return result, live
+
+
+def job_message(kind: str, result) -> str:
+    """What the tab says when a job of ``kind`` finished with ``result`` ("" for nothing to say)."""
+    if kind == "sync":
+        if result.embedded or result.failed:
+            msg = f"Embedded {result.embedded} example(s) for this model"
+            if result.failed:
+                msg += f"; {len(result.failed)} stored image(s) could not be read"
+            return msg + ("; cancelled" if result.cancelled else "") + "."
+        return "Embedding cancelled; identification uses the examples embedded so far." if result.cancelled else ""
+    if kind == "enroll":
+        msg = f"Added {result.added} example(s) to {result.name}."
+        skipped = [f"{label}: {why}" for label, why in result.skipped]
+        if skipped:
+            msg += " Skipped " + "; ".join(skipped[:3]) + (" …" if len(skipped) > 3 else "")
+        return msg
+    if kind == "import":
+        return (f"Imported {result.identities} identities, {result.added} example(s)"
+                f"{', ' + str(len(result.skipped)) + ' skipped' if result.skipped else ''}"
+                f"{' (cancelled)' if result.cancelled else ''}.")
+    if kind in ("rename", "remove"):
+        return "Gallery updated."
+    if kind == "evaluate":
+        return "One-shot evaluation finished."
+    return ""
+
+
+def evaluation_text(result) -> str:
+    return (f"{result.way}-way {result.shots}-shot over {result.episodes} episodes "
+            f"({result.classes} classes): accuracy {result.accuracy:.1%} ± {result.ci95:.1%} "
+            f"(95 % CI); chance {result.chance:.1%}.")
