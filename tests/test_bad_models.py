@@ -269,6 +269,20 @@ def test_property_any_metadata_value_loads_or_is_refused(tmp_path_factory, image
     check()
 
 
+@pytest.mark.parametrize("size", [float("inf"), float("-inf"), float("nan")])
+def test_infinite_architecture_size_is_refused(size, tmp_path):
+    """A non-finite size in the architecture's kwargs (found by the fuzz test above: int(inf)
+    raises OverflowError) is a model-file error, not an internal one."""
+    meta = json.loads(json.dumps(_FUZZ_BASE))
+    meta["architecture"]["kwargs"]["in_channels"] = size
+    model = tmp_path / "m.safetensors"
+    _write(model, _weights(), meta)
+    from siamgui.core.verifier import Verifier
+
+    with pytest.raises(ModelFileError):
+        Verifier(str(model), device="cpu")
+
+
 @pytest.mark.parametrize("landmarks", ["../../etc/passwd", "/etc/passwd", "not-there.safetensors", "JSON", "GARBAGE",
                                        "WRONG-KIND"])
 def test_face_model_naming_a_bad_landmark_file(landmarks, tmp_path, image, monkeypatch):
