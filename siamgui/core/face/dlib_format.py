@@ -499,7 +499,7 @@ def import_shape_predictor(dat: str | Path, out: str | Path) -> dict:
     return meta
 
 
-# -- command line --------------------------------------------------------------------------------
+# -- either kind --------------------------------------------------------------------------------------
 def detect_kind(data: bytes) -> str:
     """``"dnn"`` for a metric-loss network, ``"shape_predictor"`` for a landmark model."""
     r = DlibReader(data)
@@ -519,33 +519,13 @@ def detect_kind(data: bytes) -> str:
     return "unknown"
 
 
-def cmd_import_dlib(args) -> int:
-    src, out = Path(args.model), Path(args.out)
-    if out.suffix.lower() != ".safetensors":
-        raise DlibFormatError("--out must end in .safetensors")
-    if not out.parent.exists():
-        raise DlibFormatError(f"The folder of --out does not exist: {out.parent}")
-    data = _read_bytes(src)
-    kind = detect_kind(data)
+def import_dlib_file(src: str | Path, out: str | Path, *, threshold: float | None = None,
+                     flip_average: bool = False) -> tuple[str, dict]:
+    """Convert a dlib face network or shape predictor, whichever ``src`` is; returns (kind, metadata)."""
+    src = Path(src)
+    kind = detect_kind(_read_bytes(src))
     if kind == "dnn":
-        meta = import_face_model(src, out, threshold=args.threshold, flip_average=args.flip_average)
-        print(f"wrote {out}: {meta['architecture']['name']} {json.dumps(meta['architecture']['kwargs'])}, "
-              f"threshold {meta['threshold']:.4f}, sha256 of source {meta['provenance']['sha256'][:16]}...")
-    elif kind == "shape_predictor":
-        meta = import_shape_predictor(src, out)
-        print(f"wrote {out}: shape predictor with {meta['points']} points, {meta['stages']} stages")
-    else:
-        raise DlibFormatError(f"{src.name} is neither a dlib face network nor a dlib shape predictor.")
-    return 0
-
-
-def add_cli_commands(sub, parser_class) -> None:
-    p = sub.add_parser("import-dlib", help="convert a dlib .dat (face ResNet or shape predictor) to .safetensors")
-    p.add_argument("model", metavar="MODEL.dat", help="dlib_face_recognition_resnet_model_v1.dat or "
-                   "shape_predictor_5_face_landmarks.dat")
-    p.add_argument("--out", required=True, metavar="FILE.safetensors")
-    p.add_argument("--threshold", type=float, help="face network: threshold to store (default: the file's 0.6)")
-    p.add_argument("--flip-average", action="store_true",
-                   help="face network: embed each chip and its mirror image and average (stored in the metadata)")
-    p.set_defaults(func=cmd_import_dlib)
-
+        return kind, import_face_model(src, out, threshold=threshold, flip_average=flip_average)
+    if kind == "shape_predictor":
+        return kind, import_shape_predictor(src, out)
+    raise DlibFormatError(f"{src.name} is neither a dlib face network nor a dlib shape predictor.")

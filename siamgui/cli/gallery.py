@@ -1,0 +1,173 @@
+"""``siamgui gallery ...``: enrol identities and identify probes from the command line.
+
+Every action takes ``--gallery G`` (default: ``gallery.sqlite`` in the app's
+data folder) and ``--model`` (default: the bundled model). Bad input (unknown
+name, unreadable image, damaged gallery) exits with code 2 and one line on stderr.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from siamgui.cli.common import EXIT_OK, Parser, finite_float, note, open_verifier, positive_int, progress
+
+
+def add_parser(sub, shared) -> None:
+    """``gallery`` with its actions add/import/list/remove/rename/identify."""
+    g = sub.add_parser("gallery", help="one-shot identification: enrol identities, identify probes")
+    gsub = g.add_subparsers(dest="gallery_command", parser_class=Parser, metavar="ACTION", required=True)
+    gallery_opt = argparse.ArgumentParser(add_help=False)
+    gallery_opt.add_argument("--gallery", metavar="G",
+                             help="gallery file (default: gallery.sqlite in the app's data folder)")
+    common = [gallery_opt, *shared("model", "device", "precision", "json")]
+    with_face = [*common, *shared("face")]
+
+    a = gsub.add_parser("add", help="add an identity (or more examples of one) from image files", parents=with_face)
+    a.add_argument("name", metavar="NAME")
+    a.add_argument("images", nargs="+", metavar="IMAGE")
+    a.add_argument("--notes", help="free text kept with the identity")
+    a.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
+    a.set_defaults(func=cmd_add)
+
+    i = gsub.add_parser("import", help="add one identity per sub-folder of DIR", parents=with_face)
+    i.add_argument("data_dir", metavar="DIR")
+    i.set_defaults(func=cmd_import)
+
+    ls = gsub.add_parser("list", help="list the identities", parents=common)
+    ls.set_defaults(func=cmd_list)
+
+    r = gsub.add_parser("remove", help="remove an identity and its examples", parents=common)
+    r.add_argument("name", metavar="NAME")
+    r.set_defaults(func=cmd_remove)
+
+    rn = gsub.add_parser("rename", help="rename an identity", parents=common)
+    rn.add_argument("name", metavar="NAME")
+    rn.add_argument("new_name", metavar="NEW_NAME")
+    rn.set_defaults(func=cmd_rename)
+
+    d = gsub.add_parser("identify", help="rank the enrolled identities for a probe image", parents=with_face)
+    d.add_argument("image", metavar="IMAGE")
+    d.add_argument("--top", type=positive_int, default=5, help="candidates to show (default 5)")
+    d.add_argument("--rank", choices=("min", "mean"), default="min",
+                   help="identity distance: nearest example (min, default) or mean of the k nearest")
+    d.add_argument("--k", type=positive_int, default=3, help="examples averaged by --rank mean (default 3)")
+    d.add_argument("--threshold", type=finite_float, help="override the model's threshold (Unknown at or above)")
+    d.set_defaults(func=cmd_identify)
+
+
+def _open(args, create: bool = False):
+    """The gallery of ``--gallery`` (default: the app's); only enrolment creates a missing one."""
+    from siamgui.core.gallery import Gallery
+
+    return Gallery(args.gallery, create=create)
+
+
+def _sync(gallery, verifier, quiet: bool) -> None:
+    from siamgui.core.gallery import model_fingerprint
+
+    pending = gallery.unembedded_count(model_fingerprint(verifier))
+    if pending:
+        if not quiet:
+            note(f"embedding {pending} stored example(s) for this model")
+        res = gallery.sync(verifier, progress=progress("embedding examples", quiet))
+        for ex_id, why in res.failed:
+            note(f"stored example {ex_id} skipped: {why}")
+
+
+def _skipped(items, quiet: bool) -> None:
+    if quiet:
+        return
+    for label, why in items:
+        note(f"skipped {label}: {why}")
+
+
+def cmd_add(args) -> int:
+    verifier = open_verifier(args)
+    with _open(args, create=True) as g:
+        res = g.enroll(verifier, args.name, args.images, notes=args.notes, face_policy=args.face,
+                       skip_bad=args.skip_bad)
+        _skipped(res.skipped, args.json)
+        if args.json:
+            print(json.dumps({"name": res.name, "added": res.added, "skipped": len(res.skipped),
+                              "gallery": str(g.path)}))
+        else:
+            for msg in res.notes:
+                note(msg)
+            n = g.identity(res.name).examples
+            print(f"added {res.added} example(s) to {res.name!r} ({n} in all) in {g.path}")
+    return EXIT_OK
+
+
+def cmd_import(args) -> int:
+    verifier = open_verifier(args)
+    with _open(args, create=True) as g:
+        res = g.import_folder(verifier, args.data_dir, face_policy=args.face,
+                              progress=progress("importing images", args.json))
+        _skipped(res.skipped, args.json)
+        if args.json:
+            print(json.dumps({"identities": res.identities, "added": res.added, "skipped": len(res.skipped),
+                              "gallery": str(g.path)}))
+        else:
+            print(f"imported {res.identities} identities, {res.added} example(s) "
+                  f"({len(res.skipped)} skipped) into {g.path}")
+    return EXIT_OK
+
+
+def cmd_list(args) -> int:
+    fp = None
+    if args.model:
+        from siamgui.core.gallery import model_fingerprint
+
+        fp = model_fingerprint(open_verifier(args))
+    with _open(args) as g:
+        idents = g.identities(fp)
+        if args.json:
+            print(json.dumps({"gallery": str(g.path), "identities": [
+                {"name": i.name, "examples": i.examples, "notes": i.notes, "created": i.created,
+                 **({"embedded": i.embedded} if fp else {})} for i in idents]}))
+            return EXIT_OK
+        if not idents:
+            print(f"the gallery {g.path} is empty")
+            return EXIT_OK
+        width = max(len(i.name) for i in idents)
+        for i in idents:
+            extra = f"  ({i.embedded} embedded for this model)" if fp and i.embedded != i.examples else ""
+            notes = f"  {i.notes}" if i.notes else ""
+            print(f"{i.name:<{width}}  {i.examples:>3} example(s){extra}{notes}")
+        print(f"{len(idents)} identities, {sum(i.examples for i in idents)} examples in {g.path}")
+    return EXIT_OK
+
+
+def cmd_remove(args) -> int:
+    with _open(args) as g:
+        n = g.remove(args.name)
+    if not args.json:
+        print(f"removed {args.name!r} ({n} example(s))")
+    else:
+        print(json.dumps({"removed": args.name, "examples": n}))
+    return EXIT_OK
+
+
+def cmd_rename(args) -> int:
+    with _open(args) as g:
+        g.rename(args.name, args.new_name)
+    print(f"renamed {args.name!r} to {args.new_name!r}")
+    return EXIT_OK
+
+
+def cmd_identify(args) -> int:
+    verifier = open_verifier(args)
+    with _open(args) as g:
+        _sync(g, verifier, args.json)
+        res = g.identify(verifier, args.image, top=args.top, rank=args.rank, k=args.k, face_policy=args.face)
+    if verifier.face_mode and res.face is not None and (res.face.count != 1 or res.face.mode != "face"):
+        note(res.face.message())
+    if args.json:
+        print(json.dumps(res.to_dict()))
+        return EXIT_OK
+    print(f"best      {res.best if res.best is not None else 'Unknown'}")
+    print(f"distance  {res.distance:.4f}\nthreshold {res.threshold:.4f}")
+    for n, c in enumerate(res.candidates, 1):
+        print(f"{n:>2}. {c.name}  {c.distance:.4f}")
+    return EXIT_OK
