@@ -182,3 +182,26 @@ def test_cycle_check_sees_a_two_module_cycle(tmp_path):
         "pkg/gallery_cli.py": "from pkg import cli\n",
     })
     assert cycles(import_graph(pkg)) == [["pkg.cli", "pkg.gallery_cli"]]
+
+
+def _qt_imports(folder: Path) -> list[str]:
+    found = []
+    for path in sorted(folder.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"), str(path))):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import)
+                     else [node.module or ""] if isinstance(node, ast.ImportFrom) and not node.level else [])
+            if any(n.split(".")[0] in ("PySide6", "shiboken6", "pyqtgraph") for n in names):
+                found.append(f"{folder.name}/{path.relative_to(folder)}:{node.lineno}")
+    return found
+
+
+@pytest.mark.parametrize("area", ["core", "capture", "cli"])
+def test_only_the_gui_imports_qt(area):
+    """Qt (and pyqtgraph, which is Qt) is imported under siamgui/gui/ only, at any depth of any function."""
+    offenders = _qt_imports(PACKAGE / area)
+    assert not offenders, "Qt imported outside siamgui/gui/: " + ", ".join(offenders)
+
+
+def test_qt_check_sees_a_nested_import(tmp_path):
+    (tmp_path / "m.py").write_text("def f():\n    from PySide6.QtCore import QObject\n")
+    assert _qt_imports(tmp_path) == [f"{tmp_path.name}/m.py:2"]
