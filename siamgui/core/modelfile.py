@@ -318,3 +318,16 @@ def sha256_file(path: str | os.PathLike) -> str:
         for chunk in iter(lambda: fh.read(1 << 20), b""):
             h.update(chunk)
     return h.hexdigest()
+
+
+def save_copy(source: str | os.PathLike, target: str | os.PathLike, **changes) -> dict[str, Any]:
+    """Write a copy of the model file ``source`` to ``target`` with some metadata fields
+    changed (e.g. ``threshold``, ``calibration``). Never writes over ``source``."""
+    source, target = Path(source), Path(target)
+    if target.exists() and target.resolve() == source.resolve():
+        raise ModelFileError(f"{target.name} is the model itself; save the changed model under another name "
+                             "(the original is never overwritten).")
+    loaded = load_model(source)
+    meta = {**loaded.meta, **changes}
+    save_model(target, loaded.network, meta)
+    return meta

@@ -1,4 +1,4 @@
-"""Verification metrics: ROC, AUC, EER, accuracy and thresholds.
+"""Verification metrics: ROC, DET, AUC, EER, accuracy, TAR at FAR and thresholds.
 
 Convention: a pair is predicted "same" when ``distance < threshold``.
 ``same`` arrays are booleans (True = same class), the opposite of the loss's
@@ -157,3 +157,103 @@ def choose_threshold(distances, same, point: str = "best-accuracy", target_far: 
     if point == "far":
         return threshold_at_far(distances, same, target_far)
     raise ValueError(f"Unknown operating point {point!r}; choose from {OPERATING_POINTS}")
+
+
+#: The false-accept rates at which TAR is reported: 10^-1 .. 10^-4.
+FAR_LEVELS = (1e-1, 1e-2, 1e-3, 1e-4)
+#: Below this many false accepts at the operating point a TAR figure is marked rough.
+ROUGH_BELOW = 10
+
+
+@dataclass
+class TarAtFar:
+    """TAR at one FAR level, with the impostor pairs behind it.
+
+    ``supported`` is False when there are fewer than ``1 / far`` impostor pairs: the
+    threshold would then sit below every impostor distance, and no measured FAR could
+    tell ``far`` from zero. ``false_accepts`` is how many impostor pairs the threshold
+    accepts (``floor(far * impostor_pairs)``, fewer on ties); under :data:`ROUGH_BELOW`
+    the figure rests on a handful of pairs.
+    """
+
+    far: float
+    supported: bool
+    impostor_pairs: int
+    false_accepts: int = 0
+    tar: float | None = None
+    threshold: float | None = None
+
+    @property
+    def impostors_needed(self) -> int:
+        return round(1.0 / self.far)
+
+    @property
+    def rough(self) -> bool:
+        return self.supported and self.false_accepts < ROUGH_BELOW
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "rough": self.rough}
+
+
+def far_level_supported(far: float, impostor_pairs: int) -> bool:
+    """A level is supported when at least ``1 / far`` impostor pairs stand behind it."""
+    return impostor_pairs * far >= 1.0 - 1e-9
+
+
+def tar_at_far(distances, same, levels=FAR_LEVELS) -> list[TarAtFar]:
+    """True-accept rate at each false-accept level (threshold from :func:`threshold_at_far`)."""
+    d, s = _check(distances, same)
+    impostors = d[~s]
+    genuine = d[s]
+    out = []
+    for far in levels:
+        n = len(impostors)
+        if not far_level_supported(far, n) or len(genuine) == 0:
+            out.append(TarAtFar(float(far), False, n))
+            continue
+        t = threshold_at_far(d, s, far)
+        out.append(TarAtFar(float(far), True, n, int(np.sum(impostors < t)), float(np.mean(genuine < t)), t))
+    return out
+
+
+def det_curve(distances, same) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """``(far, frr, thresholds)``: the ROC's points as error rates (for a log-log DET plot)."""
+    far, tar, thr = roc_curve(distances, same)
+    return far, 1.0 - tar, thr
+
+
+def rates_at(distances, same, thresholds) -> dict[str, np.ndarray]:
+    """FAR, FRR, accuracy and error counts at each threshold (``distance < threshold`` accepts)."""
+    d, s = _check(distances, same)
+    t = np.asarray(thresholds, dtype=np.float64).ravel()
+    genuine, impostors = np.sort(d[s]), np.sort(d[~s])
+    false_accepts = np.searchsorted(impostors, t, side="left")  # impostors strictly below t
+    false_rejects = len(genuine) - np.searchsorted(genuine, t, side="left")
+    return {"threshold": t, "far": false_accepts / max(len(impostors), 1),
+            "frr": false_rejects / max(len(genuine), 1),
+            "accuracy": 1.0 - (false_accepts + false_rejects) / len(d),
+            "false_accepts": false_accepts, "false_rejects": false_rejects}
+
+
+def threshold_table(distances, same, *, extra=(), steps: int = 12) -> list[dict]:
+    """Candidate thresholds with their FAR, FRR and accuracy, ascending.
+
+    The candidates: ``steps`` evenly spaced ones between the 1st and 99th percentile of
+    all distances, the EER and best-accuracy thresholds, the threshold of each supported
+    FAR level, and ``extra`` (e.g. the model's own), each labelled.
+    """
+    d, s = _check(distances, same)
+    labelled: dict[float, str] = {}
+    lo, hi = np.percentile(d, [1, 99])
+    for t in np.linspace(lo, hi, steps):
+        labelled.setdefault(round(float(t), 4), "")
+    for t, label in [(eer(d, s)[1], "EER"), (best_threshold(d, s)[0], "best accuracy"),
+                     *((r.threshold, f"FAR {r.far:g}") for r in tar_at_far(d, s) if r.supported),
+                     *extra]:
+        key = round(float(t), 4)
+        labelled[key] = ", ".join(x for x in (labelled.get(key, ""), label) if x)
+    ts = sorted(labelled)
+    r = rates_at(d, s, ts)
+    return [{"threshold": t, "label": labelled[t], "far": float(r["far"][i]), "frr": float(r["frr"][i]),
+             "accuracy": float(r["accuracy"][i]), "false_accepts": int(r["false_accepts"][i]),
+             "false_rejects": int(r["false_rejects"][i])} for i, t in enumerate(ts)]
