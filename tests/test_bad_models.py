@@ -269,18 +269,20 @@ def test_property_any_metadata_value_loads_or_is_refused(tmp_path_factory, image
     check()
 
 
-@pytest.mark.parametrize("size", [float("inf"), float("-inf"), float("nan")])
-def test_infinite_architecture_size_is_refused(size, tmp_path):
-    """A non-finite size in the architecture's kwargs (found by the fuzz test above: int(inf)
-    raises OverflowError) is a model-file error, not an internal one."""
+@pytest.mark.parametrize("key, size", [("in_channels", float("inf")), ("in_channels", float("-inf")),
+                                       ("in_channels", float("nan")), ("width", 9.2e18)])
+def test_infinite_architecture_size_is_refused(key, size, tmp_path):
+    """A non-finite or absurd size in the architecture's kwargs (found by the fuzz test above: int(inf)
+    raises OverflowError; 9.2e18 made torch raise a multi-line error) is a one-line model-file error."""
     meta = json.loads(json.dumps(_FUZZ_BASE))
-    meta["architecture"]["kwargs"]["in_channels"] = size
+    meta["architecture"]["kwargs"][key] = size
     model = tmp_path / "m.safetensors"
     _write(model, _weights(), meta)
     from siamgui.core.verifier import Verifier
 
-    with pytest.raises(ModelFileError):
+    with pytest.raises(ModelFileError) as info:
         Verifier(str(model), device="cpu")
+    assert "\n" not in str(info.value)
 
 
 @pytest.mark.parametrize("landmarks", ["../../etc/passwd", "/etc/passwd", "not-there.safetensors", "JSON", "GARBAGE",

@@ -271,7 +271,7 @@ def build_network(meta: dict[str, Any], label: str = "the model",
                                      f"in its metadata (e.g. {odd[0][0] if odd else '?'}).")
         encoder = build_encoder(arch["name"], **arch.get("kwargs", {}))
     except (TypeError, ValueError, RuntimeError, OverflowError) as exc:  # inf sizes overflow int()
-        raise ModelFileError(f"{label}: cannot build architecture {arch.get('name')!r} ({exc}).") from None
+        raise ModelFileError(f"{label}: cannot build architecture {arch.get('name')!r} ({_short(exc)}).") from None
     return SiameseNetwork(encoder)
 
 
