@@ -89,7 +89,7 @@ def prepare_images(paths: list[str], preprocessor: Preprocessor, workers: int = 
                 break
             if progress is not None:
                 progress(done, len(paths))
-    return out, bad
+    return out, {p: bad[p] for p in paths if p in bad}  # input order, not the threads' finishing order
 
 
 def scan(cfg: TrainConfig, dataset: FolderDataset | None) -> Iterator[Log]:

@@ -1,7 +1,7 @@
 """Seeded batch sampling from class labels: balanced pairs, triplets, P x K batches.
 
-Driven only by the labels and a seeded ``numpy.random.Generator``, so a seed
-gives the same batches on every machine.
+Driven only by the labels and a seeded ``numpy.random.Generator``: one seed,
+one sequence of batches, whatever the thread count.
 """
 
 from __future__ import annotations
