@@ -130,3 +130,58 @@ def test_distance_matrix_matches_pairwise():
 def test_unknown_distance():
     with pytest.raises(ValueError):
         get_distance("manhattan")
+
+
+# -- objectives: the one interface the training loop sees -----------------------------------
+@pytest.mark.parametrize("name", ["contrastive", "triplet"])
+def test_every_objective_samples_batches_and_turns_them_into_a_loss(name):
+    import numpy as np
+
+    from siamgui.core.training.objective import OBJECTIVES, make_objective
+
+    assert name in OBJECTIVES
+    labels = np.repeat(np.arange(6), 5)
+    objective = make_objective(name, 0.5, CosineDistance())
+    assert objective.distance.name == "cosine"
+    parts = objective.sampler(labels, 8, 0).sample()
+    again = objective.sampler(labels, 8, 0).sample()
+    assert all(np.array_equal(p, q) for p, q in zip(parts, again))
+    idx = np.concatenate(parts)
+    assert len(idx) == 16  # as many images per step for every loss
+    e = torch.randn(len(idx), 4, requires_grad=True)
+    loss = objective.loss(e, torch.from_numpy(labels[idx]))
+    loss.backward()
+    assert loss.ndim == 0 and math.isfinite(float(loss)) and e.grad is not None
+
+
+def test_contrastive_objective_is_the_contrastive_loss_on_its_pair_halves():
+    import numpy as np
+
+    from siamgui.core.training.objective import ContrastiveObjective
+
+    labels = np.repeat(np.arange(5), 4)
+    objective = ContrastiveObjective(1.5, EuclideanDistance())
+    a, b = objective.sampler(labels, 10, 3).sample()
+    e = torch.randn(20, 6, generator=torch.Generator().manual_seed(2))
+    lab = torch.from_numpy(labels[np.r_[a, b]])
+    want = ContrastiveLoss(1.5)(e[:10], e[10:], torch.from_numpy((labels[a] != labels[b]).astype(np.int64)))
+    assert float(objective.loss(e, lab)) == pytest.approx(float(want), abs=1e-7)
+    ia, ib = torch.tensor([0, 4, 8]), torch.tensor([1, 12, 9])
+    val = objective.validation_loss(e, lab, (ia, ib))
+    assert float(val) == pytest.approx(float(ContrastiveLoss(1.5)(e[ia], e[ib], (lab[ia] != lab[ib]).long())))
+
+
+def test_triplet_objective_is_batch_hard_on_pk_batches():
+    import numpy as np
+
+    from siamgui.core.training.objective import TripletObjective
+
+    labels = np.repeat(np.arange(8), 5)
+    objective = TripletObjective(0.3, EuclideanDistance())
+    (idx,) = objective.sampler(labels, 8, 1).sample()
+    assert len(idx) == 16 and all(n >= 2 for n in np.bincount(labels[idx]) if n)
+    e = torch.randn(16, 5, generator=torch.Generator().manual_seed(4))
+    lab = torch.from_numpy(labels[idx])
+    want = float(TripletLoss(0.3).batch_hard(e, lab))
+    assert float(objective.loss(e, lab)) == want
+    assert float(objective.validation_loss(e, lab, (torch.tensor([0]), torch.tensor([1])))) == want

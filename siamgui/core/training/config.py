@@ -1,0 +1,120 @@
+"""What a training job is asked to do: :class:`TrainConfig`, the preset defaults, and their checks."""
+
+from __future__ import annotations
+
+import copy
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from siamgui.core.distances import get_distance
+from siamgui.core.errors import SiamguiError
+from siamgui.core.training.objective import LOSSES, OBJECTIVES
+
+#: Defaults per preset; the training-recipe work tunes these.
+PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
+    # face: batch-hard triplet beat contrastive on held-out LFW identities (docs/training.md).
+    "face": dict(arch="resnet", arch_kwargs={"width": 32, "blocks": [1, 1, 1, 1]}, image_size=64,
+                 embedding_dim=128, loss="triplet", margin=1.0, epochs=12, batch_size=64, lr=2e-3),
+    "signature": dict(arch="compact-cnn", arch_kwargs={"width": 32}, image_size=64, embedding_dim=64,
+                      margin=1.0, epochs=12, batch_size=32, lr=2e-3),
+    "generic": dict(arch="resnet", arch_kwargs={"width": 32, "blocks": [1, 1, 1, 1]}, image_size=64,
+                    embedding_dim=128, margin=1.0, epochs=12, batch_size=32, lr=2e-3),
+}
+#: Safer defaults when starting from an existing model (fine-tuning): a low learning rate, few
+#: epochs, early stop on validation EER, so the starting weights are not trained away (docs/training.md).
+FINETUNE_DEFAULTS = dict(epochs=3, lr=1e-5, patience=2)
+
+
+@dataclass
+class TrainConfig:
+    data_dir: str
+    preset: str = "generic"
+    arch: str | None = None
+    arch_kwargs: dict[str, Any] | None = None
+    image_size: int | None = None
+    embedding_dim: int | None = None
+    #: None = the preset's default loss ("triplet" for faces, else "contrastive").
+    loss: str | None = None
+    margin: float | None = None
+    distance: str = "euclidean"
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    weight_decay: float = 1e-4
+    schedule: str = "cosine"
+    val_split: float = 0.2
+    seed: int = 0
+    device: str = "auto"
+    #: Pairs per epoch; None = twice the training images (at least 512, at most 20,000).
+    pairs_per_epoch: int | None = None
+    val_pairs: int = 2000
+    augment: bool = True
+    amp: bool = True
+    #: None/"scratch", "bundled", or a model file to fine-tune.
+    init: str | None = None
+    #: Fraction of the encoder's parameter tensors (input side first) kept frozen.
+    freeze_fraction: float = 0.0
+    #: Stop when validation EER has not improved for this many epochs (None = never).
+    patience: int | None = None
+    workers: int = 2
+    #: Keep prepared chips on disk (:mod:`siamgui.core.face.chips`); None = only for face
+    #: preprocessing, where preparing an image (detection, landmarks) is the expensive part.
+    chip_cache: bool | None = None
+    #: Wall-clock budget of the training loop in seconds (None = none): the cosine learning
+    #: rate follows the larger of step and time progress, and training stops (after
+    #: validating) when the budget is spent.
+    time_budget_s: float | None = None
+    #: Channels-last memory format for the CPU training step (faster, but opt-in: see fit.py).
+    channels_last: bool = False
+
+    @property
+    def fine_tuning(self) -> bool:
+        return self.init not in (None, "", "scratch")
+
+    def resolved(self) -> "TrainConfig":
+        """A copy with every unset option taken from the preset (or fine-tuning) defaults."""
+        if self.preset not in PRESET_DEFAULTS:
+            raise SiamguiError(f"Unknown preset {self.preset!r}; choose from {', '.join(PRESET_DEFAULTS)}")
+        d = dict(PRESET_DEFAULTS[self.preset])
+        loss = self.loss if self.loss is not None else d.get("loss", "contrastive")
+        if loss not in LOSSES:
+            raise SiamguiError(f"Unknown loss {loss!r}; choose from {', '.join(LOSSES)}")
+        if self.fine_tuning:
+            d.update(FINETUNE_DEFAULTS)
+        if OBJECTIVES[loss].default_margin is not None:
+            d["margin"] = OBJECTIVES[loss].default_margin
+        c = copy.deepcopy(self)
+        c.loss = loss
+        if c.arch is not None and c.arch != d["arch"]:
+            d["arch_kwargs"] = {}  # the preset's kwargs belong to the preset's architecture
+        for key in ("arch", "arch_kwargs", "image_size", "embedding_dim", "margin", "epochs", "batch_size", "lr",
+                    "patience"):
+            if getattr(c, key) is None and key in d:
+                setattr(c, key, copy.deepcopy(d[key]))
+        if c.arch_kwargs is None:
+            c.arch_kwargs = {}
+        c._check()
+        return c
+
+    def _check(self) -> None:
+        """Refuse options training cannot use, with a message a user can act on."""
+        for key, lo in (("epochs", 1), ("batch_size", 2), ("image_size", 8), ("embedding_dim", 2)):
+            if int(getattr(self, key)) < lo:
+                raise SiamguiError(f"{key.replace('_', ' ')} must be at least {lo}.")
+        for key, hi in (("image_size", 1024), ("embedding_dim", 8192), ("batch_size", 65536)):  # preprocessing; memory
+            if int(getattr(self, key)) > hi:
+                raise SiamguiError(f"{key.replace('_', ' ')} must be at most {hi}.")
+        if not (0.0 <= self.val_split < 1.0):
+            raise SiamguiError("The validation split must be between 0 and 1.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise SiamguiError("The learning rate must be a positive number.")
+        if not (self.margin > 0):
+            raise SiamguiError("The margin must be positive.")
+        if self.time_budget_s is not None and not (self.time_budget_s > 0 and math.isfinite(self.time_budget_s)):
+            raise SiamguiError("The time budget must be a positive number of minutes.")
+        if not (0.0 <= self.freeze_fraction < 1.0):
+            raise SiamguiError("The frozen fraction must be in [0, 1).")
+        if self.schedule not in ("cosine", "step"):
+            raise SiamguiError(f"Unknown schedule {self.schedule!r}; choose cosine or step.")
+        get_distance(self.distance)

@@ -1,0 +1,96 @@
+"""Seeded batch sampling from class labels: balanced pairs, triplets, P x K batches.
+
+Driven only by the labels and a seeded ``numpy.random.Generator``: one seed,
+one sequence of batches, whatever the thread count.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from siamgui.core.errors import DatasetError
+
+
+class PairSampler:
+    """Class-balanced pairs: half same-class, half different-class.
+
+    Same pairs: a class with 2+ images is drawn uniformly, then two distinct
+    images of it. Different pairs: two distinct classes are drawn uniformly (any
+    class, single-image ones too), then one image of each. Driven only by the
+    labels and a seeded ``numpy.random.Generator``.
+    """
+
+    def __init__(self, labels: np.ndarray, seed: int | np.random.Generator = 0):
+        self.labels = np.asarray(labels)
+        self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
+        n_classes = int(self.labels.max()) + 1 if len(self.labels) else 0
+        self.by_class = [np.flatnonzero(self.labels == c) for c in range(n_classes)]
+        self.present = np.array([c for c in range(n_classes) if len(self.by_class[c]) > 0])
+        self.multi = np.array([c for c in range(n_classes) if len(self.by_class[c]) >= 2])
+        if len(self.multi) < 1 or len(self.present) < 2:
+            raise DatasetError("Pair sampling needs two classes and at least one class with two images.")
+
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` pairs as ``(index_a, index_b, dissimilar)``; dissimilar is 1 for different classes."""
+        n_same = n // 2
+        n_diff = n - n_same
+        rng = self.rng
+        a = np.empty(n, dtype=np.int64)
+        b = np.empty(n, dtype=np.int64)
+        for i, c in enumerate(rng.choice(self.multi, size=n_same)):
+            members = self.by_class[c]
+            j, k = rng.choice(len(members), size=2, replace=False)
+            a[i], b[i] = members[j], members[k]
+        for i in range(n_same, n):
+            c1, c2 = rng.choice(self.present, size=2, replace=False)
+            a[i] = rng.choice(self.by_class[c1])
+            b[i] = rng.choice(self.by_class[c2])
+        dissimilar = np.r_[np.zeros(n_same, np.int64), np.ones(n_diff, np.int64)]
+        order = rng.permutation(n)
+        return a[order], b[order], dissimilar[order]
+
+
+class TripletSampler:
+    """Seeded triplets and P x K batches for batch-hard mining."""
+
+    def __init__(self, labels: np.ndarray, seed: int | np.random.Generator = 0):
+        self.pairs = PairSampler(labels, seed)
+        self.rng = self.pairs.rng
+
+    def sample(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """``n`` triplets ``(anchor, positive, negative)`` as index arrays."""
+        p = self.pairs
+        anchor = np.empty(n, np.int64)
+        pos = np.empty(n, np.int64)
+        neg = np.empty(n, np.int64)
+        for i, c in enumerate(self.rng.choice(p.multi, size=n)):
+            members = p.by_class[c]
+            j, k = self.rng.choice(len(members), size=2, replace=False)
+            anchor[i], pos[i] = members[j], members[k]
+            others = p.present[p.present != c]
+            neg[i] = self.rng.choice(p.by_class[self.rng.choice(others)])
+        return anchor, pos, neg
+
+    def pk_batch(self, n_images: int, k: int = 4) -> np.ndarray:
+        """About ``n_images`` indices: P classes (2+ images) x up to K images each,
+        plus single-image classes as extra negatives when classes run short."""
+        p = self.pairs
+        n_classes = max(2, min(len(p.multi), n_images // k))
+        chosen = self.rng.choice(p.multi, size=n_classes, replace=False)
+        out = []
+        for c in chosen:
+            members = p.by_class[c]
+            take = min(k, len(members))
+            out.append(self.rng.choice(members, size=take, replace=False))
+        idx = np.concatenate(out)
+        short = n_images - len(idx)
+        if short > 0:
+            pool = np.setdiff1d(np.arange(len(p.labels)), idx)
+            if len(pool):
+                idx = np.r_[idx, self.rng.choice(pool, size=min(short, len(pool)), replace=False)]
+        return idx
+
+
+def fixed_pairs(labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A reproducible set of ``n`` balanced pairs (for validation)."""
+    return PairSampler(labels, np.random.default_rng(seed)).sample(n)
