@@ -94,13 +94,3 @@ def test_triplets_and_pk_batches():
 def test_sampler_refuses_unusable_labels():
     with pytest.raises(DatasetError):
         PairSampler(np.array([0, 1, 2]))
-
-
-def test_samplers_are_still_importable_from_datasets():
-    """The CLI and the GUI import them from their former module."""
-    from siamgui.core import datasets
-    from siamgui.core.training import sampling
-
-    assert datasets.PairSampler is sampling.PairSampler and datasets.fixed_pairs is sampling.fixed_pairs
-    with pytest.raises(AttributeError):
-        datasets.NoSuchName  # noqa: B018

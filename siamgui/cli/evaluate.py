@@ -32,7 +32,8 @@ def run(args) -> int:
     import numpy as np
 
     from siamgui.core import evaluation as ev
-    from siamgui.core.datasets import fixed_pairs, read_lfw_pairs, read_pairs_csv, scan_folder
+    from siamgui.core.datasets import read_lfw_pairs, read_pairs_csv, scan_folder
+    from siamgui.core.training.sampling import fixed_pairs
     from siamgui.core.errors import DatasetError
 
     sources = [bool(args.data_dir), bool(args.pairs), bool(args.lfw_pairs)]

@@ -269,13 +269,3 @@ def read_lfw_pairs(pairs_file: str | os.PathLike, root: str | os.PathLike
     return pairs, (np.array(folds) if n_folds > 1 else None)
 
 
-_MOVED_TO_SAMPLING = ("PairSampler", "TripletSampler", "fixed_pairs")
-
-
-def __getattr__(name: str):
-    # The samplers live in training/sampling.py; the CLI and the GUI still import them from here.
-    if name in _MOVED_TO_SAMPLING:
-        from siamgui.core.training import sampling
-
-        return getattr(sampling, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -33,3 +33,7 @@ class TrainingCancelled(SiamguiError):
 
 class GalleryError(SiamguiError):
     """The gallery cannot do what was asked (unknown name, damaged file...)."""
+
+
+class EvaluationCancelled(SiamguiError):
+    """The user stopped the evaluation."""

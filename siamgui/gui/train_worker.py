@@ -61,7 +61,7 @@ def scan_dataset(task, root: str):
 
 
 def _sample_pairs(task, ds) -> list:
-    from siamgui.core.datasets import PairSampler
+    from siamgui.core.training.sampling import PairSampler
     from siamgui.core.errors import SiamguiError
     from siamgui.core.images import load_image
 

@@ -85,7 +85,7 @@ def occlusion_maps(embed: Callable[[torch.Tensor], torch.Tensor], pairwise: Call
     chunks = []
     for start in range(0, len(batch), batch_size):
         if cancel is not None and cancel():
-            from siamgui.core.evaluation.run import EvaluationCancelled
+            from siamgui.core.errors import EvaluationCancelled
 
             raise EvaluationCancelled("Explanation cancelled.")
         chunks.append(embed(batch[start:start + batch_size]))

@@ -22,14 +22,10 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from siamgui.core.errors import DatasetError, SiamguiError
+from siamgui.core.errors import DatasetError, EvaluationCancelled, SiamguiError  # noqa: F401  (EvaluationCancelled: callers catch it from here)
 from siamgui.core.evaluation import metrics as ev
 from siamgui.core.evaluation.calibration import Calibration, calibration_table
 from siamgui.core.evaluation.explain import Explanation, explain_pair
-
-
-class EvaluationCancelled(SiamguiError):
-    """The user stopped the evaluation."""
 
 
 # -- pair sources ------------------------------------------------------------------------
@@ -74,7 +70,8 @@ class PairSet:
 def pairs_from_folder(root: str | os.PathLike, num_pairs: int = 2000, seed: int = 0,
                       cancel: Callable[[], bool] | None = None) -> PairSet:
     """Seeded balanced pairs drawn from a class folder (one sub-folder per class)."""
-    from siamgui.core.datasets import fixed_pairs, scan_folder
+    from siamgui.core.datasets import scan_folder
+    from siamgui.core.training.sampling import fixed_pairs
 
     ds = scan_folder(root, cancel=cancel)
     counts = ds.class_counts()
