@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import sys
+from pathlib import Path
 
 from siamgui.cli.common import EXIT_OK, UsageError, finite_float, open_verifier, positive_int, progress
 
@@ -17,6 +19,8 @@ def add_parser(sub, shared) -> None:
     e.add_argument("--num-pairs", type=positive_int, default=2000, help="pairs drawn from DATA_DIR")
     e.add_argument("--seed", type=int, default=0)
     e.add_argument("--threshold", type=finite_float, help="override the model's threshold")
+    e.add_argument("--report", metavar="OUT.html",
+                   help="also write a self-contained HTML report (plots, tables, worst pairs with occlusion maps)")
     e.add_argument("--one-shot", metavar="DATA_DIR", help="N-way K-shot identification episodes on a class folder")
     e.add_argument("--way", type=positive_int, default=5, help="--one-shot: classes per episode (default 5)")
     e.add_argument("--shots", type=positive_int, default=1, help="--one-shot: support images per class (default 1)")
@@ -28,14 +32,9 @@ def add_parser(sub, shared) -> None:
 
 def run(args) -> int:
     if args.one_shot:
+        if args.report:
+            raise UsageError("--report is for pair evaluations, not --one-shot")
         return run_one_shot(args)
-    import numpy as np
-
-    from siamgui.core import evaluation as ev
-    from siamgui.core.datasets import read_lfw_pairs, read_pairs_csv, scan_folder
-    from siamgui.core.training.sampling import fixed_pairs
-    from siamgui.core.errors import DatasetError
-
     sources = [bool(args.data_dir), bool(args.pairs), bool(args.lfw_pairs)]
     if sum(sources) != 1:
         raise UsageError("give exactly one of DATA_DIR, --pairs or --lfw-pairs")
@@ -43,37 +42,46 @@ def run(args) -> int:
         raise UsageError("--lfw-pairs needs --root IMAGES_DIR")
     if args.num_pairs > 1_000_000:  # drawing 10^9 pairs would run for hours and fill the memory
         raise UsageError(f"--num-pairs must be at most 1000000, got {args.num_pairs}")
-    folds = None
+    if args.report:
+        check_report_path(args.report)
+    from siamgui.core.evaluation.report import write_report
+    from siamgui.core.evaluation.run import pairs_from_csv, pairs_from_folder, pairs_from_lfw, run_evaluation
+
     if args.pairs:
-        pairs = read_pairs_csv(args.pairs)
+        pairset = pairs_from_csv(args.pairs)
     elif args.lfw_pairs:
-        pairs, folds = read_lfw_pairs(args.lfw_pairs, args.root)
+        pairset = pairs_from_lfw(args.lfw_pairs, args.root)
     else:
-        ds = scan_folder(args.data_dir)
-        counts = ds.class_counts()
-        if len(ds.classes) < 2 or (counts >= 2).sum() < 1:
-            raise DatasetError("evaluation needs two classes and at least one class with two images")
-        ia, ib, dis = fixed_pairs(ds.labels, args.num_pairs, args.seed)
-        paths = ds.paths
-        pairs = [(paths[a], paths[b], d == 0) for a, b, d in zip(ia, ib, dis)]
+        pairset = pairs_from_folder(args.data_dir, args.num_pairs, args.seed)
     verifier = open_verifier(args)
-    d = verifier.pair_distances([(a, b) for a, b, _ in pairs], progress=progress("embedding images", args.json))
-    same = np.array([s for _, _, s in pairs], dtype=bool)
-    m = ev.evaluate(d, same, verifier.threshold)
-    out = {"pairs": m.pairs, "auc": m.auc, "eer": m.eer, "threshold": m.threshold, "accuracy": m.accuracy,
-           "best_threshold": m.best_threshold, "best_accuracy": m.best_accuracy,
-           "precision": verifier.precision_choice.name}
-    if folds is not None:
-        out["tenfold_accuracy_mean"], out["tenfold_accuracy_std"] = ev.tenfold_accuracy(d, same, folds)
-    if args.json:
-        print(json.dumps(out))
-    else:
-        print(f"pairs           {m.pairs}\nAUC             {m.auc:.4f}\nEER             {m.eer:.4f}\n"
-              f"accuracy        {m.accuracy:.4f} at threshold {m.threshold:.4f}\n"
-              f"best accuracy   {m.best_accuracy:.4f} at threshold {m.best_threshold:.4f}")
-        if folds is not None:
-            print(f"10-fold         {out['tenfold_accuracy_mean']:.4f} ± {out['tenfold_accuracy_std']:.4f}")
+    result = run_evaluation(verifier, pairset, progress=_progress(args.json),
+                            worst=8 if args.report else 0, explain=bool(args.report))
+    if args.report:
+        write_report(result, args.report)
+    print(json.dumps(result.summary()) if args.json else result.summary_text())
     return EXIT_OK
+
+
+def check_report_path(path: str) -> None:
+    """Refuse a ``--report`` path that cannot be written, before any work is done."""
+    p = Path(path)
+    if p.suffix.lower() not in (".html", ".htm"):
+        raise UsageError(f"--report must name an .html file, got {path!r}")
+    if p.is_dir():
+        raise UsageError(f"--report {path!r} is a folder; give a file name such as report.html")
+    if not p.resolve().parent.is_dir():
+        raise UsageError(f"--report: the folder {str(p.parent)!r} does not exist")
+
+
+def _progress(quiet: bool):
+    """The engine's progress callback: one redrawn line on a terminal's stderr, nothing otherwise."""
+    tty = sys.stderr.isatty() and not quiet
+
+    def cb(p) -> None:
+        if tty:
+            print("\r" + p.text(), end="\n" if p.stage == "done" else "", file=sys.stderr)
+
+    return cb
 
 
 def run_one_shot(args) -> int:

@@ -15,6 +15,7 @@ def add_parser(sub, shared) -> None:
 
 
 def run(args) -> int:
+    from siamgui.core.evaluation.calibration import threshold_meaning
     from siamgui.core.modelfile import load_model, read_metadata
 
     path = model_arg(args)
@@ -32,6 +33,9 @@ def run(args) -> int:
     p = meta["preprocess"]
     print(f"preset        {p['preset']} ({p['channels']}x{p['image_size']}x{p['image_size']})")
     print(f"distance      {meta.get('distance')}   threshold {meta['threshold']:.4f}")
+    meaning = threshold_meaning(meta)
+    if meaning:
+        print(f"meaning       {meaning}")
     if meta.get("loss"):
         print(f"loss          {meta['loss']} (margin {meta.get('margin')})")
     metrics = meta.get("metrics") or {}

@@ -24,6 +24,7 @@ from siamgui.core.datasets import FolderDataset
 from siamgui.core.device import select_device
 from siamgui.core.distances import get_distance
 from siamgui.core.errors import SiamguiError
+from siamgui.core.evaluation.calibration import calibration_table
 from siamgui.core.modelfile import make_meta
 from siamgui.core.models import SiameseNetwork, build_encoder
 from siamgui.core.preprocess import PreprocessSpec, Preprocessor, preset_spec
@@ -151,7 +152,9 @@ def _result(cfg: TrainConfig, model: _Model, data: TrainingData, outcome: FitOut
                    else "training classes (no held-out classes)")
     meta = make_meta(architecture=model.arch, preprocess=model.spec, distance=model.distance, threshold=threshold,
                      margin=cfg.margin, loss=cfg.loss, metrics=metrics, name=f"{Path(cfg.data_dir).name} ({cfg.preset})",
-                     training=_training_record(cfg, model, data, outcome, device, t_start))
+                     training=_training_record(cfg, model, data, outcome, device, t_start),
+                     calibration=calibration_table(best.d, val_same, metrics["evaluated_on"],
+                                                   extra=[threshold]).to_dict())
     result = TrainResult(network, meta, best.d, val_same, outcome.history, outcome.stopped)
     yield Finished(result, cancelled=False, reason="Stopped by the user." if outcome.stopped else "")
 
