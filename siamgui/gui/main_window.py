@@ -1,4 +1,4 @@
-"""The main window: Compare / Train / Gallery tabs, Model and Device menus, status bar."""
+"""The main window: Compare / Train / Gallery / Evaluate tabs, Model and Device menus, status bar."""
 
 from __future__ import annotations
 
@@ -21,16 +21,17 @@ MODEL_FILTER = "Model files (*.safetensors);;Legacy PyTorch weights (*.pt *.pth)
 DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA", "mps": "MPS (Apple)"}
 
 #: The tabs built by default_tab_classes(), in order (their placeholders are shown first).
-DEFAULT_TAB_TITLES = ("Train", "Gallery")
+DEFAULT_TAB_TITLES = ("Train", "Gallery", "Evaluate")
 
 
 def default_tab_classes() -> list[tuple[str, type]]:
-    """The Train and Gallery tabs as (title, class). Imported here, not at the top: their
+    """The Train, Gallery and Evaluate tabs as (title, class). Imported here, not at the top: their
     modules import torch (seconds), and the window shows before they exist."""
+    from siamgui.gui.evaluate_tab import EvaluateTab
     from siamgui.gui.gallery_tab import GalleryTab
     from siamgui.gui.train_tab import TrainTab
 
-    return [("Train", TrainTab), ("Gallery", GalleryTab)]
+    return [("Train", TrainTab), ("Gallery", GalleryTab), ("Evaluate", EvaluateTab)]
 
 
 def _probe_devices() -> dict[str, bool]:
@@ -63,7 +64,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.compare_tab = CompareTab(self.state, self, camera_source=camera_source)
         self.tabs.addTab(self.compare_tab, "Compare")
-        self.train_tab = self.gallery_tab = None
+        self.train_tab = self.gallery_tab = self.evaluate_tab = None
         self._placeholders: dict[str, QLabel] = {}
         if defer_tabs and tab_classes is None:
             self._add_placeholders()
@@ -95,7 +96,15 @@ class MainWindow(QMainWindow):
                 tab.compare_requested.connect(lambda: self.tabs.setCurrentWidget(self.compare_tab))
         elif title == "Gallery":
             self.gallery_tab = tab
+        elif title == "Evaluate":
+            self.evaluate_tab = tab
+            if hasattr(tab, "compare_requested"):  # a worst pair, double-clicked, opens in Compare
+                tab.compare_requested.connect(self._open_in_compare)
         return tab
+
+    def _open_in_compare(self, a: str, b: str) -> None:
+        self.tabs.setCurrentWidget(self.compare_tab)
+        self.compare_tab.load_images([a, b])
 
     def _add_placeholders(self) -> None:
         """Disabled "Loading…" tabs now; a worker imports the real ones (torch: seconds), then they replace these."""
