@@ -104,3 +104,27 @@ def test_evaluate_bad_input_is_a_message(qtbot, etab, tmp_path):
     etab.set_source("lfw", str(tmp_path / "pairs.txt"))
     etab.run_button.click()
     assert "image folder" in etab.status_label.text() and not etab.running
+
+
+def test_why_button_shows_maps_and_threshold_meaning(qtbot, state, shapes_dir):
+    from _gui_helpers import shown_compare_tab
+
+    tab = shown_compare_tab(qtbot, state, 1100)
+    assert "genuine pairs" in tab.threshold_meaning.text()  # the tiny model carries its calibration
+    before = tab.threshold_meaning.text()
+    tab.set_threshold(state.verifier.threshold * 1.5)
+    assert tab.threshold_meaning.text() != before
+    assert not tab.why_button.isEnabled()
+    cls = sorted(p for p in shapes_dir.iterdir() if p.is_dir())
+    with qtbot.waitSignal(tab.comparison_finished, timeout=WAIT):
+        tab.load_images([sorted(cls[0].iterdir())[0], sorted(cls[1].iterdir())[0]])
+    assert tab.why_button.isEnabled()
+    tab.why_button.click()
+    dialog = tab.why.dialog
+    with qtbot.waitSignal(dialog.explained, timeout=WAIT) as blocker:
+        pass
+    ex = blocker.args[0]
+    assert ex.maps[0].shape == tab.result.inputs[0].shape[:2] and ex.scale > 0
+    assert "Distance" in dialog.status_label.text()
+    dialog.close()
+    tab.shutdown()

@@ -87,6 +87,7 @@ class ResultPanel(QWidget):
         row.addWidget(self.spin)
         tl.addLayout(row)
         tl.addWidget(self.reset_button)
+        self.threshold_layout = tl  # the tab adds the threshold's meaning below
         return thr
 
 

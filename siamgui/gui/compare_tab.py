@@ -11,6 +11,8 @@ from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout
 from siamgui.gui.compare_panels import SLIDER_STEPS, CameraPanel, ResultPanel
 from siamgui.gui.image_slot import ImageSlot
 from siamgui.gui.image_view import BLUE, ORANGE, VERMILLION
+from siamgui.gui.threshold_meaning import ThresholdMeaningLabel
+from siamgui.gui.why_view import WhyButton
 from siamgui.gui.workers import LatestOnlyRunner, Worker, WorkerGroup
 
 NO_MODEL_TEXT = "No model loaded — open a model file (Model ▸ Open model file…)"
@@ -83,6 +85,10 @@ class CompareTab(QWidget):
         self.camera_toggle.setCheckable(True)
         self.swap_button = QPushButton("Swap A ⇄ B")
         self.swap_button.setToolTip("Exchange the two images")
+        self.why = WhyButton(self)
+        self.why_button = self.why.button
+        self.threshold_meaning = ThresholdMeaningLabel(state)
+        self.panel.threshold_layout.addWidget(self.threshold_meaning)
         self._lay_out()
         self._connect(state)
 
@@ -99,6 +105,7 @@ class CompareTab(QWidget):
     def _lay_out(self) -> None:
         top = QHBoxLayout()
         top.addWidget(self.swap_button)
+        top.addWidget(self.why_button)
         top.addStretch(1)
         top.addWidget(self.camera_toggle)
         body = QHBoxLayout()
@@ -465,5 +472,6 @@ class CompareTab(QWidget):
     def shutdown(self) -> None:
         """Stop the comparison worker and the camera, and wait for their threads."""
         self.worker.stop()
+        self.why.close()
         self.camera_view.shutdown()
         self._list_workers.wait(5000)

@@ -30,6 +30,7 @@ from siamgui.gui.gallery_evaluation import EvaluationPanel
 from siamgui.gui.gallery_identify import LivePanel, ProbePanel, RankBar
 from siamgui.gui.gallery_identities import GalleryBar, IdentitiesPanel
 from siamgui.gui.image_view import VERMILLION
+from siamgui.gui.threshold_meaning import ThresholdMeaningLabel
 from siamgui.gui.workers import JobRunner, error_text
 
 IMAGE_FILTER = "Images (*.png *.jpg *.jpeg *.bmp *.pgm *.ppm *.tif *.tiff *.webp *.gif);;All files (*)"
@@ -101,6 +102,8 @@ class GalleryTab(QWidget):
         rl = QVBoxLayout(right)
         rl.setContentsMargins(0, 0, 0, 0)
         rl.addWidget(self.rank_bar)
+        self.threshold_meaning = ThresholdMeaningLabel(self.state)
+        rl.addWidget(self.threshold_meaning)
         rl.addWidget(self.pages, 1)
         split = QSplitter(Qt.Orientation.Horizontal)
         split.addWidget(self.identities)
