@@ -14,7 +14,7 @@ class ThresholdMeaningLabel(QLabel):
         self.state = state
         self._cal_for: tuple[object, object] = (None, None)  # (model, its Calibration or None)
         self.setWordWrap(True)
-        self.setStyleSheet("color: palette(mid);")
+        self.setStyleSheet("color: #555;")
         self.setToolTip("What this threshold did on the data the model was calibrated on")
         # deferred: the tabs adjust the new model's threshold in their own model_changed slots first
         state.model_changed.connect(lambda _v: QTimer.singleShot(0, self.refresh))

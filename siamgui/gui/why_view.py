@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 from PySide6.QtCore import QObject, Qt, Signal
 from PySide6.QtGui import QPixmap
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QPushButton, QVBoxLayout
+from PySide6.QtWidgets import QDialog, QDialogButtonBox, QHBoxLayout, QLabel, QLayout, QPushButton, QVBoxLayout
 
 from siamgui.gui.image_view import array_to_qimage
 from siamgui.gui.workers import Worker, WorkerGroup
@@ -52,14 +52,14 @@ class WhyDialog(QDialog):
             col.addWidget(lab)
             row.addLayout(col)
         self.status_label = QLabel("Covering one patch at a time and measuring the distance…")
-        self.status_label.setWordWrap(True)
-        key = QLabel(f"{_swatch(TOGETHER)} covering it makes the pair <b>less</b> alike (it pulls them "
-                     f"together) &nbsp; {_swatch(APART)} covering it makes them <b>more</b> alike (it pushes "
-                     "them apart). Stronger colour, larger effect; both images share one scale.")
-        key.setWordWrap(True)
+        key = QLabel(f"{_swatch(TOGETHER)} this region pulls the pair together (covering it raises the distance)<br>"
+                     f"{_swatch(APART)} this region pushes the pair apart (covering it lowers the distance)<br>"
+                     "Stronger colour, larger effect; both images share one scale.")
         buttons = QDialogButtonBox(QDialogButtonBox.StandardButton.Close)
         buttons.rejected.connect(self.reject)
         lay = QVBoxLayout(self)
+        lay.setSizeConstraint(QLayout.SizeConstraint.SetMinimumSize)  # wrapped text must not slide under the images
+        self.setMinimumWidth(2 * SHOW + 60)
         lay.addLayout(row)
         lay.addWidget(key)
         lay.addWidget(self.status_label)
@@ -80,6 +80,7 @@ class WhyDialog(QDialog):
                    failure="Could not explain the pair")
         w.returned.connect(self._on_explained)
         w.errored.connect(self._on_failed)
+        w.finished.connect(lambda: setattr(self, "_worker", None))  # the group deletes it once finished
         self._worker = w
         self._workers.start(w)
 
@@ -89,12 +90,14 @@ class WhyDialog(QDialog):
         self.explanation = ex
         for lab, arr, heat in zip(self.images, self.inputs, ex.maps):
             lab.setPixmap(self._pixmap(overlay(self._display(arr), heat, ex.scale)))
-        self.status_label.setText(f"Distance {ex.distance:.4f}; {ex.grid}×{ex.grid} patches of {ex.patch} px "
-                                  f"per image; the largest change was {ex.scale:.4f} ({ex.seconds:.1f} s).")
+        self.status_label.setText(f"Distance {ex.distance:.4f}; {ex.grid}×{ex.grid} patches of {ex.patch} px per "
+                                  f"image; largest change {ex.scale:.4f} ({ex.seconds:.1f} s).")
+        self.adjustSize()
         self.explained.emit(ex)
 
     def _on_failed(self, message: str, _details: str) -> None:
-        self.status_label.setText("Cancelled" if self._worker and self._worker.abort_requested else message)
+        self.status_label.setText("Cancelled" if self._worker is not None and self._worker.abort_requested
+                                  else message)
         self.failed.emit(message)
 
     def done(self, result: int) -> None:  # noqa: D401 - QDialog's close path: stop the worker first
