@@ -7,12 +7,13 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: run test bench dist dist-check clean-venv help
+.PHONY: run test bench soak dist dist-check clean-venv help
 
 help:
 	@echo "make run    - set up .venv and start the app"
 	@echo "make test   - set up .venv (with test tools) and run the whole suite headless"
 	@echo "make bench  - run the benchmarks (bench/README.md)"
+	@echo "make soak   - soak, concurrency and crash tests, about an hour (SOAK_ARGS=\"--scale 0.1\": a tenth)"
 	@echo "make dist   - build the one-folder desktop app dist/siamgui/ (PyInstaller, siamgui.spec)"
 	@echo "make dist-check - run the built app headless: compare + gui --screenshot"
 
@@ -43,6 +44,12 @@ test: $(VENV)/.installed-test
 # (face_recognition, extra 'bench') is timed only where it is installed.
 bench: $(VENV)/.installed
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/run.py
+
+# Hours of use in minutes: memory over 10,000 comparisons, 30 min of camera, 20 training
+# runs, 1,000 identifications; processes sharing a gallery; 50 SIGKILLs per file operation.
+# Writes bench/results/soak.json (bench/README.md, "Soak"); not part of `make test`.
+soak: $(VENV)/.installed
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/soak.py $(SOAK_ARGS)
 
 # dist/siamgui/ (about 4 GB, ignored by git); build/ keeps PyInstaller's cache.
 dist: $(VENV)/.installed-dist

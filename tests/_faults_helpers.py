@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import struct
 import subprocess
@@ -58,3 +59,25 @@ def png_claiming(w: int, h: int) -> bytes:
     ihdr = struct.pack(">IIBBBBB", w, h, 8, 2, 0, 0, 0)
     return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 1000))
             + chunk(b"IEND", b""))
+
+
+@contextlib.contextmanager
+def tmpfs(path, options):
+    """Mount a tmpfs at ``path`` for the block; skip the test where mounting is not allowed."""
+    import pytest
+
+    path.mkdir()
+    if sys.platform != "linux" or os.geteuid() != 0:
+        pytest.skip("mounting a tmpfs needs root on Linux")
+    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
+    if proc.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode(errors='replace').strip()}")
+    try:
+        yield path
+    finally:
+        subprocess.run(["umount", "-l", str(path)], capture_output=True)
+
+
+def remount(path, options: str) -> None:
+    """Change a tmpfs mounted by :func:`tmpfs` (e.g. ``"ro"`` or ``"rw"``) while files on it are open."""
+    subprocess.run(["mount", "-o", f"remount,{options}", str(path)], check=True, capture_output=True)

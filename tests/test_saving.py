@@ -21,6 +21,7 @@ import pytest
 import torch
 
 from _faults_helpers import assert_one_line_error, run_main
+from _faults_helpers import tmpfs as _tmpfs
 from siamgui.core.errors import ModelFileError
 from siamgui.core.modelfile import load_model, save_model
 from siamgui.core.synthetic import make_shapes_dataset
@@ -70,21 +71,6 @@ def _disk_full_under(monkeypatch, folder):
         return real(tensors, filename, metadata=metadata)
 
     monkeypatch.setattr(safetensors.torch, "save_file", save_file)
-
-
-@contextlib.contextmanager
-def _tmpfs(path, options):
-    """Mount a tmpfs at ``path`` for the block; skip the test where mounting is not allowed."""
-    path.mkdir()
-    if sys.platform != "linux" or os.geteuid() != 0:
-        pytest.skip("mounting a tmpfs needs root on Linux")
-    proc = subprocess.run(["mount", "-t", "tmpfs", "-o", options, "tmpfs", str(path)], capture_output=True)
-    if proc.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {proc.stderr.decode(errors='replace').strip()}")
-    try:
-        yield path
-    finally:
-        subprocess.run(["umount", "-l", str(path)], capture_output=True)
 
 
 # -- atomic overwrite --------------------------------------------------------------------------

@@ -138,11 +138,14 @@ def atomic_write(path: str | os.PathLike, suffix: str = ".tmp"):
     """Yield a temporary path next to ``path``; on success it replaces ``path``.
 
     On any failure (including KeyboardInterrupt) the temporary file is removed
-    and ``path`` is left untouched.
+    and ``path`` is left untouched. The temporary name carries the writer's
+    process id, so temporary files of writers that were killed are removed by
+    the next write to ``path``.
     """
     path = Path(path)
     directory = path.parent if str(path.parent) else Path(".")
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=suffix, dir=directory)
+    _remove_orphans(directory, path.name, suffix)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=suffix, dir=directory)
     os.close(fd)
     try:
         yield Path(tmp)
@@ -153,6 +156,33 @@ def atomic_write(path: str | os.PathLike, suffix: str = ".tmp"):
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def _remove_orphans(directory: Path, name: str, suffix: str) -> None:
+    """Delete ``atomic_write`` temporary files for ``name`` whose writing process no longer runs."""
+    prefix = f".{name}."
+    try:
+        entries = [e for e in os.scandir(directory) if e.name.startswith(prefix) and e.name.endswith(suffix)]
+    except OSError:
+        return
+    for entry in entries:
+        pid = entry.name[len(prefix):].split(".", 1)[0]
+        if not pid.isdigit() or int(pid) == os.getpid() or _process_exists(int(pid)):
+            continue
+        with contextlib.suppress(OSError):
+            os.unlink(entry.path)
+
+
+def _process_exists(pid: int) -> bool:
+    if os.name != "posix":
+        return True  # no cheap check: keep the file
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True  # it exists but belongs to someone else
+    return True
 
 
 def save_model(path: str | os.PathLike, network, meta: dict[str, Any]) -> Path:

@@ -51,7 +51,8 @@ class MainWindow(QMainWindow):
         super().__init__(parent)
         self.setWindowTitle("siamgui")
         settings = gsettings.app_settings()
-        self.state = state or AppState(device=str(settings.value("device", "auto") or "auto"),
+        device = gsettings.as_text(settings.value("device", "auto"), "auto")
+        self.state = state or AppState(device=device if device in DEVICE_LABELS else "auto",
                                        precision="float32" if gsettings.as_bool(settings.value("exact_float32"))
                                        else "auto")
         self._force_close = False
@@ -75,8 +76,14 @@ class MainWindow(QMainWindow):
 
         self.model_label = QLabel("No model")
         self.device_label = QLabel("")
+        self.settings_label = QLabel("")  # a damaged settings file, or settings that could not be saved
+        self.settings_label.setVisible(False)
+        self.statusBar().addPermanentWidget(self.settings_label)
         self.statusBar().addPermanentWidget(self.model_label)
         self.statusBar().addPermanentWidget(self.device_label)
+        gsettings.notifier().problem.connect(self._on_settings_problem)
+        for note in gsettings.settings_notes():
+            self._on_settings_problem(note)
 
         self._build_menus()
         self.compare_tab.message.connect(lambda m: self.statusBar().showMessage(m, 8000))
@@ -353,6 +360,13 @@ class MainWindow(QMainWindow):
             self.device_label.setText(f"Device: {running}" + (f" ({requested})" if self.state.device == "auto" else ""))
             self.device_label.setToolTip("\n".join(r for r in (v.device_choice.reason, v.precision_choice.reason) if r))
 
+    def _on_settings_problem(self, message: str) -> None:
+        """Shown until the app closes: the settings were reset, or changes cannot be saved."""
+        self.settings_label.setText("⚠ Settings reset" if "reset" in message else "⚠ Settings not saved")
+        self.settings_label.setToolTip(message)
+        self.settings_label.setVisible(True)
+        self.statusBar().showMessage(message, 15000)
+
     # -- misc ----------------------------------------------------------------------------------
     def _about(self) -> None:
         from siamgui import __version__
@@ -406,7 +420,7 @@ class MainWindow(QMainWindow):
 
     def restore_geometry(self) -> bool:
         s = gsettings.app_settings()
-        if int(s.value("window/version", 0) or 0) != gsettings.SETTINGS_VERSION:
+        if gsettings.as_int(s.value("window/version", 0)) != gsettings.SETTINGS_VERSION:
             return False
         geo = s.value("window/geometry")
         return isinstance(geo, QByteArray) and self.restoreGeometry(geo)

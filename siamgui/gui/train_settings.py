@@ -291,8 +291,10 @@ class TrainSettingsForm(QWidget):
                 if value is None:
                     continue
                 try:
-                    box.setValue(type(box.value())(float(value)))
-                except (TypeError, ValueError):
+                    number = float(value)
+                    if math.isfinite(number):  # a hand-edited "nan" or "1e400" keeps the default
+                        box.setValue(type(box.value())(number))
+                except (TypeError, ValueError, OverflowError):
                     pass
         finally:
             settings.endGroup()

@@ -26,6 +26,7 @@ from PySide6.QtWidgets import (QFileDialog, QFrame, QGroupBox, QHBoxLayout, QMes
 from siamgui.core.errors import SiamguiError
 from siamgui.core.training import Epoch, Finished, Loading, Log, Step, TrainControl
 from siamgui.gui.train_dataset import DatasetPanel
+from siamgui.gui.settings import save_settings
 from siamgui.gui.train_plots import MAX_HZ
 from siamgui.gui.train_run import RunPanel
 from siamgui.gui.train_settings import TrainSettingsForm, open_settings
@@ -483,7 +484,7 @@ class TrainTab(QWidget):
         self.settings_form.save(settings)
         if self._last_dir:
             settings.setValue("train/last_folder", self._last_dir)
-        settings.sync()
+        save_settings(settings)
 
     # -- scripted ---------------------------------------------------------------------------------------
     def start_scripted(self, data_dir: str, epochs: int | None = None) -> None:

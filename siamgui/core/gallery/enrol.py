@@ -42,7 +42,7 @@ class Gallery(GalleryStore):
         prepared: list[np.ndarray] = []
         seen: set[str] = set()
         existing = set()
-        with self._lock:
+        with self.snapshot():
             row = self._query("SELECT id FROM identities WHERE name = ?", (name,))
             if row:
                 existing = {r[0] for r in self._query("SELECT sha256 FROM examples WHERE identity_id = ?",

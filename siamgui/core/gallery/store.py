@@ -13,7 +13,13 @@ A gallery is one SQLite file holding
 
 Every write runs in one transaction (``BEGIN IMMEDIATE`` ... ``COMMIT``, rollback
 journal, ``synchronous=FULL``): a crash or a killed process mid-enrolment leaves
-the gallery as it was before that enrolment. The schema carries a version
+the gallery as it was before that enrolment. Reads that take several queries run
+in one read transaction (:meth:`GalleryStore.snapshot`), so another process's
+enrolment is seen whole or not at all. Several processes may share the file: a
+writer waits (SQLite's busy timeout, :data:`BUSY_TIMEOUT_S`) while another
+writes, and only then gives up with "the gallery is busy". The rollback journal
+is kept rather than WAL because WAL needs a shared-memory file beside the
+gallery, so a gallery in a read-only folder could no longer even be read. The schema carries a version
 (``PRAGMA user_version``) and is migrated forward on open; a file written by a
 newer siamgui is refused, not damaged.
 
@@ -25,6 +31,7 @@ One store may be shared by threads (an internal lock serialises database access)
 
 from __future__ import annotations
 
+import contextlib
 import datetime as _dt
 import hashlib
 import io
@@ -52,6 +59,8 @@ DEFAULT_FILE_NAME = "gallery.sqlite"
 MAX_COPY_BYTES = 2_000_000
 MAX_STORED_SIDE = 1024
 THUMB_SIDE = 128
+#: How long an access waits for another process's write to finish before "the gallery is busy".
+BUSY_TIMEOUT_S = 30.0
 
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
@@ -66,6 +75,24 @@ def default_gallery_path() -> Path:
 
 def _now() -> str:
     return _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds")
+
+
+def _reason(exc: sqlite3.Error) -> str:
+    """SQLite's error in the user's words where it has common ones."""
+    text = str(exc)
+    low = text.lower()
+    if "disk is full" in low:
+        return "the disk is full"
+    if "readonly" in low or "read-only" in low:
+        return "the file or its folder is read-only"
+    if "unable to open" in low:
+        return "its folder cannot be written (read-only, or no permission)"
+    return text
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    low = str(exc).lower()
+    return "locked" in low or "busy" in low
 
 
 def check_name(name: str) -> str:
@@ -261,7 +288,8 @@ class GalleryStore:
         except OSError as exc:
             raise GalleryError(f"Cannot create the gallery folder {path.parent}: {exc.strerror or exc}") from None
         try:
-            self._con = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False, timeout=15.0)
+            self._con = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False,
+                                        timeout=BUSY_TIMEOUT_S)
         except sqlite3.Error as exc:
             raise GalleryError(f"Cannot open the gallery {path}: {exc}") from None
         try:
@@ -328,6 +356,12 @@ class GalleryStore:
             return self._con.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
 
     # -- transactions -------------------------------------------------------------------
+    def _failure(self, exc: sqlite3.Error, doing: str) -> GalleryError:
+        if _is_busy(exc):
+            return GalleryError(f"The gallery {self.path.name} is busy: another siamgui window or command kept "
+                                f"it locked for over {BUSY_TIMEOUT_S:.0f} s. Try again when it has finished.")
+        return GalleryError(f"The gallery {self.path.name} {doing} ({_reason(exc)}).")
+
     class _Tx:
         def __init__(self, gallery: "GalleryStore"):
             self.g = gallery
@@ -337,10 +371,10 @@ class GalleryStore:
             try:
                 if self.g._con is None:
                     raise GalleryError("The gallery is closed.")
-                self.g._con.execute("BEGIN IMMEDIATE")
-            except sqlite3.OperationalError as exc:
+                self.g._con.execute("BEGIN IMMEDIATE")  # waits up to BUSY_TIMEOUT_S for another writer
+            except sqlite3.Error as exc:
                 self.g._lock.release()
-                raise GalleryError(f"The gallery {self.g.path.name} cannot be written ({exc}).") from None
+                raise self.g._failure(exc, "cannot be written") from None
             except BaseException:
                 self.g._lock.release()
                 raise
@@ -353,11 +387,15 @@ class GalleryStore:
                     try:
                         con.execute("COMMIT")
                     except sqlite3.Error as err:
-                        con.execute("ROLLBACK")
-                        raise GalleryError(f"The gallery {self.g.path.name} could not be saved ({err}).") from None
+                        with contextlib.suppress(sqlite3.Error):
+                            con.execute("ROLLBACK")
+                        raise self.g._failure(err, "could not be saved") from None
                 else:
                     if con.in_transaction:
-                        con.execute("ROLLBACK")
+                        with contextlib.suppress(sqlite3.Error):
+                            con.execute("ROLLBACK")
+                    if isinstance(exc, sqlite3.Error):
+                        raise self.g._failure(exc, "could not be saved") from None
             finally:
                 self.g._index_cache.clear()
                 self.g._lock.release()
@@ -366,24 +404,49 @@ class GalleryStore:
         """``with gallery.transaction() as con:`` one atomic write."""
         return GalleryStore._Tx(self)
 
+    @contextlib.contextmanager
+    def snapshot(self):
+        """``with gallery.snapshot():`` the reads inside see one state of the file.
+
+        Without it, another process's enrolment committed between two queries
+        would show in the second but not the first (half an enrolment).
+        """
+        with self._lock:
+            con = self._con
+            if con is None:
+                raise GalleryError("The gallery is closed.")
+            own = not con.in_transaction
+            if own:
+                con.execute("BEGIN")  # deferred: the first read takes the shared lock
+            try:
+                yield con
+            finally:
+                if own and con.in_transaction:
+                    with contextlib.suppress(sqlite3.Error):
+                        con.execute("COMMIT")
+
     def _query(self, sql: str, params: Iterable = ()) -> list[tuple]:
         with self._lock:
             if self._con is None:
                 raise GalleryError("The gallery is closed.")
-            return self._con.execute(sql, tuple(params)).fetchall()
+            try:
+                return self._con.execute(sql, tuple(params)).fetchall()
+            except sqlite3.OperationalError as exc:
+                raise self._failure(exc, "cannot be read") from None
 
     # -- reading ------------------------------------------------------------------------
     def identities(self, fingerprint: str | None = None) -> list[IdentityInfo]:
-        rows = self._query(
-            "SELECT i.id, i.name, i.notes, i.created, count(e.id) FROM identities i "
-            "LEFT JOIN examples e ON e.identity_id = i.id GROUP BY i.id ORDER BY i.name COLLATE NOCASE")
-        out = [IdentityInfo(*r) for r in rows]
-        if fingerprint is not None:
-            emb = dict(self._query(
-                "SELECT e.identity_id, count(*) FROM embeddings m JOIN examples e ON e.id = m.example_id "
-                "WHERE m.fingerprint = ? GROUP BY e.identity_id", (fingerprint,)))
-            for info in out:
-                info.embedded = int(emb.get(info.id, 0))
+        with self.snapshot():
+            rows = self._query(
+                "SELECT i.id, i.name, i.notes, i.created, count(e.id) FROM identities i "
+                "LEFT JOIN examples e ON e.identity_id = i.id GROUP BY i.id ORDER BY i.name COLLATE NOCASE")
+            out = [IdentityInfo(*r) for r in rows]
+            if fingerprint is not None:
+                emb = dict(self._query(
+                    "SELECT e.identity_id, count(*) FROM embeddings m JOIN examples e ON e.id = m.example_id "
+                    "WHERE m.fingerprint = ? GROUP BY e.identity_id", (fingerprint,)))
+                for info in out:
+                    info.embedded = int(emb.get(info.id, 0))
         return out
 
     def names(self) -> list[str]:
@@ -521,7 +584,7 @@ class GalleryStore:
 
     def index(self, fingerprint: str, distance: str = "euclidean") -> GalleryIndex:
         """The search snapshot for one model (cached until the gallery changes)."""
-        with self._lock:
+        with self.snapshot():
             dv = self._query("PRAGMA data_version")[0][0]  # changes when another connection commits
             if dv != self._data_version:
                 self._index_cache.clear()
