@@ -7,7 +7,12 @@ the time per face split into detection+alignment and embedding.
 
     .venv/bin/python bench/lfw_eval.py --pairs ../shared/data/lfw/pairs.txt \
         --root ../shared/data/lfw/lfw [--model FILE] [--threads 2] [--face centre]
-        [--precision float32] [--json OUT]
+        [--precision float32] [--onnx FILE.onnx] [--json OUT]
+
+``--onnx`` also embeds the same prepared chips with an exported encoder
+(``siamgui.core.export``) under onnxruntime and scores every protocol with
+those embeddings too (``onnx`` in each protocol's figures), with the largest
+embedding difference from PyTorch; compare with ``--precision float32``.
 
 Tuning choices may use pairsDevTrain.txt; View 2 (pairs.txt) is for reporting.
 """
@@ -41,6 +46,8 @@ def main(argv=None) -> int:
                     help="face detector to use instead of the model file's (for comparing detectors)")
     ap.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                     help="the network's arithmetic (as siamgui compare --precision; auto is the app's default)")
+    ap.add_argument("--onnx", help="an exported encoder (.onnx): score its onnxruntime embeddings of the same "
+                                   "chips beside PyTorch's")
     ap.add_argument("--json", help="write the figures to this JSON file")
     ap.add_argument("--save", help="write per-image embeddings (plain and mirrored), landmarks and modes to "
                                    "this .npz, for offline analysis")
@@ -83,6 +90,15 @@ def main(argv=None) -> int:
     t, c = time.perf_counter(), time.process_time()
     emb = verifier.embed_prepared(arrays, batch_size=32)
     t_embed, cpu_embed = time.perf_counter() - t, time.process_time() - c
+    emb_onnx = None
+    if args.onnx:
+        from siamgui.core.export import OnnxEmbedder
+
+        runner = OnnxEmbedder(args.onnx, threads=args.threads)
+        t = time.perf_counter()
+        emb_onnx = runner.embed_prepared(arrays, batch_size=32)
+        t_onnx = time.perf_counter() - t
+        onnx_diff = float(np.abs(emb_onnx - emb.numpy()).max())
     if args.save:  # emb is flip-averaged when the model's metadata asks for it
         np.savez_compressed(args.save, images=np.array(images), emb=emb.numpy(), modes=np.array(modes),
                             landmarks=np.array(marks, np.float32), flip_average=verifier.flip_average)
@@ -100,21 +116,31 @@ def main(argv=None) -> int:
               "cpu_ms_per_face_detect_align": 1000 * cpu_prep / n, "cpu_ms_per_face_embed_batched": 1000 * cpu_embed / n,
               "cpu_ms_per_face_embed_batch1": 1000 * cpu_single, "load_average": os.getloadavg()[0],
               "total_s": time.perf_counter() - t0, "threshold": verifier.threshold}
+    if emb_onnx is not None:
+        common.update({"onnx_file": Path(args.onnx).name, "onnx_max_abs_diff": onnx_diff,
+                       "onnx_ms_per_face_embed_batched": 1000 * t_onnx / n})
     for k, v in common.items():
         print(f"{k:28s} {v:.4f}" if isinstance(v, float) else f"{k:28s} {v}")
     results = {"common": common, "missed_images": misses}
     for name, (pairs, folds) in protocols.items():
         ia = np.array([index[a] for a, _, _ in pairs])
         ib = np.array([index[b] for _, b, _ in pairs])
-        d = verifier.distances(emb[ia], emb[ib])
         same = np.array([s for _, _, s in pairs], bool)
-        m = ev.evaluate(d, same, verifier.threshold)
-        out = {"pairs": m.pairs, "auc": m.auc, "eer": m.eer, "accuracy_at_threshold": m.accuracy,
-               "best_threshold": m.best_threshold, "best_accuracy": m.best_accuracy}
+
+        def score(e, folds=folds, ia=ia, ib=ib, same=same) -> dict:
+            d = verifier.distances(e[ia], e[ib])
+            m = ev.evaluate(d, same, verifier.threshold)
+            out = {"pairs": m.pairs, "auc": m.auc, "eer": m.eer, "accuracy_at_threshold": m.accuracy,
+                   "best_threshold": m.best_threshold, "best_accuracy": m.best_accuracy}
+            if folds is not None:
+                out["tenfold_mean"], out["tenfold_std"] = ev.tenfold_accuracy(d, same, folds)
+            return out
+
+        out = score(emb)
         pair_imgs = {p for a, b, _ in pairs for p in (a, b)}
         out["detector_misses"] = sum(1 for p in pair_imgs if Path(p).name in set(misses))
-        if folds is not None:
-            out["tenfold_mean"], out["tenfold_std"] = ev.tenfold_accuracy(d, same, folds)
+        if emb_onnx is not None:
+            out["onnx"] = score(torch.from_numpy(emb_onnx))
         results[name] = out
         print(f"-- {name}")
         for k, v in out.items():

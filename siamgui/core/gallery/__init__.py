@@ -2,6 +2,7 @@
 
 - :mod:`~siamgui.core.gallery.store`: the SQLite file (schema, migrations, transactions);
 - :mod:`~siamgui.core.gallery.index`: nearest-identity search over a snapshot of embeddings;
+- :mod:`~siamgui.core.gallery.ann`: the same search through faiss for large galleries (optional);
 - :mod:`~siamgui.core.gallery.enrol`: :class:`Gallery`, the store plus enrolment,
   re-embedding and identification with a model;
 - :mod:`~siamgui.core.gallery.oneshot`: N-way K-shot evaluation episodes.

@@ -99,15 +99,23 @@ class GalleryIndex:
 
     def distances(self, query: np.ndarray) -> np.ndarray:
         """Distance from one query embedding (D,) to every example (N,), float32."""
+        return self._distances_to(self._probe(query))
+
+    def _probe(self, query: np.ndarray) -> np.ndarray:
+        """The query as float32 (D,), unit length for the cosine distance; GalleryError on a size mismatch."""
         q = np.asarray(query, dtype=np.float32).ravel()
         if q.shape[0] != self.vectors.shape[1]:
             raise GalleryError(f"The probe's embedding has {q.shape[0]} values, the gallery's {self.vectors.shape[1]}.")
+        return q / max(float(np.linalg.norm(q)), 1e-8) if self.distance == "cosine" else q
+
+    def _distances_to(self, q: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Distances from a :meth:`_probe` query to the examples ``rows`` (all when None)."""
+        v = self.vectors if rows is None else self.vectors[rows]
         # einsum, not ``vectors @ q``: a BLAS matrix-vector product wakes its thread pool on
         # every call, which is slow on a busy machine (bench/README.md, "Gallery search").
         if self.distance == "cosine":
-            q = q / max(float(np.linalg.norm(q)), 1e-8)
-            return 1.0 - np.einsum("ij,j->i", self.vectors, q)
-        d2 = self.sq + float(q @ q) - 2.0 * np.einsum("ij,j->i", self.vectors, q)
+            return 1.0 - np.einsum("ij,j->i", v, q)
+        d2 = (self.sq if rows is None else self.sq[rows]) + float(q @ q) - 2.0 * np.einsum("ij,j->i", v, q)
         np.maximum(d2, 0.0, out=d2)
         d2 += 1e-12  # as the model's EuclideanDistance (sqrt(x + eps))
         return np.sqrt(d2, out=d2)
@@ -150,9 +158,12 @@ class GalleryIndex:
             i = int(p[j])
             start = int(self.starts[i])
             nearest = start + int(np.argmin(d[start:start + int(self.counts[i])]))
-            out.append(Candidate(self.names[i], float(score[i]), int(self.identity_ids[i]),
-                                 int(self.example_ids[nearest])))
+            out.append(self._candidate(i, score[i], nearest))
         return out
+
+    def _candidate(self, i: int, score: float, nearest: int) -> Candidate:
+        """Identity ``i`` with its score and its example at row ``nearest``."""
+        return Candidate(self.names[i], float(score), int(self.identity_ids[i]), int(self.example_ids[nearest]))
 
     def identify(self, query: np.ndarray, threshold: float, top: int = 5, rank: str = "min",
                  k: int = 3) -> Identification:

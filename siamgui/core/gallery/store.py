@@ -24,7 +24,9 @@ gallery, so a gallery in a read-only folder could no longer even be read. The sc
 newer siamgui is refused, not damaged.
 
 :meth:`GalleryStore.index` hands out a search snapshot
-(:class:`~siamgui.core.gallery.index.GalleryIndex`); enrolment, re-embedding and
+(:class:`~siamgui.core.gallery.index.GalleryIndex`, or for a large gallery with faiss
+installed :class:`~siamgui.core.gallery.ann.FaissIndex`), rebuilt from the database
+whenever it changed; enrolment, re-embedding and
 identification, which need a model, are :class:`~siamgui.core.gallery.enrol.Gallery`'s.
 One store may be shared by threads (an internal lock serialises database access).
 """
@@ -47,6 +49,7 @@ import numpy as np
 from PIL import Image
 
 from siamgui.core.errors import GalleryError, ImageError
+from siamgui.core.gallery.ann import INDEX_KINDS, build_index
 from siamgui.core.gallery.index import GalleryIndex
 
 #: Current schema version (``PRAGMA user_version``).
@@ -271,9 +274,14 @@ class GalleryStore:
 
     ``create=False`` refuses a file that does not exist yet (GalleryError)
     instead of creating an empty gallery (for commands that only read).
+    ``index_kind`` chooses the search snapshot (:func:`~siamgui.core.gallery.ann.build_index`):
+    ``auto`` (by size, faiss when installed), ``numpy``, ``exact`` or ``approximate``.
     """
 
-    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True):
+    def __init__(self, path: str | os.PathLike | None = None, *, create: bool = True, index_kind: str = "auto"):
+        if index_kind not in INDEX_KINDS:
+            raise GalleryError(f"Unknown index {index_kind!r}; choose from {', '.join(INDEX_KINDS)}.")
+        self.index_kind = index_kind
         path = Path(path) if path is not None else default_gallery_path()
         if path.is_dir():
             path = path / DEFAULT_FILE_NAME
@@ -282,6 +290,7 @@ class GalleryStore:
         self.path = path
         self._lock = threading.RLock()
         self._index_cache: dict[tuple[str, str], GalleryIndex] = {}
+        self._index_training: dict[tuple[str, str], object] = {}  # an IVF's centroids, kept across rebuilds
         self._data_version = None
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
@@ -605,7 +614,11 @@ class GalleryStore:
             vectors = (np.frombuffer(b"".join(bytes(r[3]) for r in rows), dtype="<f4").reshape(len(rows), dim)
                        if rows else np.zeros((0, 0), np.float32))
             owner = np.array([pos[r[0]] for r in rows], dtype=np.int64)
-            index = GalleryIndex(vectors, owner, [n for _, n in idents], [i for i, _ in idents],
-                                 [r[1] for r in rows], distance, fingerprint)
+            example_ids = [r[1] for r in rows]
+            del rows
+            index = build_index(vectors, owner, [n for _, n in idents], [i for i, _ in idents], example_ids,
+                                distance, fingerprint, kind=self.index_kind, training=self._index_training.get(key))
+            if getattr(index, "training", None) is not None:
+                self._index_training[key] = index.training
             self._index_cache[key] = index
             return index
