@@ -219,13 +219,13 @@ def run_evaluation(verifier, pairset: PairSet, *, progress: Callable[[Progress],
     model's preprocessing, to reuse prepared face crops across runs (off by default).
     Raises DatasetError/ImageError on bad input, EvaluationCancelled when cancelled.
     """
-    pairset.check()
     t0 = time.perf_counter()
     images = pairset.images()
     missing = [p for p in images if not os.path.isfile(p)]
     if missing:
         raise DatasetError(f"{len(missing)} of the {len(images)} images in {pairset.label()} cannot be found, "
-                           f"e.g. {missing[0]}.")
+                           f"e.g. no such file: {missing[0]}.")
+    pairset.check()  # after the file check: a missing image is the more useful message
     index = {p: i for i, p in enumerate(images)}
     ia = np.array([index[a] for a, _, _ in pairset.pairs])
     ib = np.array([index[b] for _, b, _ in pairset.pairs])
