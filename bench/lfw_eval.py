@@ -195,8 +195,10 @@ def best_face_eval(verifier, protocols, images, args) -> int:
             out[label]["errors_at_threshold"] = int(((dist < verifier.threshold) != same).sum())
         out["changed_verdicts_same_to_different"] = int(((main < verifier.threshold) & (best >= verifier.threshold)).sum())
         out["changed_verdicts_different_to_same"] = int(((main >= verifier.threshold) & (best < verifier.threshold)).sum())
-        out["changed_pairs_that_are_same"] = int((((main < verifier.threshold) != (best < verifier.threshold))
-                                                  & same).sum())
+        changed = (main < verifier.threshold) != (best < verifier.threshold)
+        out["changed_pairs_that_are_same"] = int((changed & same).sum())
+        out["changed_pairs"] = [[Path(pairs[q][0]).name, Path(pairs[q][1]).name, bool(same[q]), round(main[q], 4),
+                                 round(best[q], 4)] for q in np.flatnonzero(changed)]
         results[name] = out
         print(f"-- {name}")
         print(json.dumps(out, indent=2))

@@ -369,8 +369,7 @@ class Verifier:
                             faces_used=(fa.rows[i] or 0, fb.rows[j] or 0), face_distances=table,
                             face_boxes=(fa.boxes, fb.boxes))
         result.faces = tuple(self._chosen(a, k) for a, k in ((fa, i), (fb, j)))
-        for label, a in (("A", fa), ("B", fb)):
-            info = result.faces[0 if label == "A" else 1]
+        for label, a, info in zip("AB", (fa, fb), result.faces):
             if info is None:
                 continue
             if not a.faces and (info.count != 1 or info.mode != "face"):
