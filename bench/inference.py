@@ -166,3 +166,64 @@ def measure_face(model_path, images: list[str], rounds: int = 3, n: int = 8) -> 
         baseline_face_ms_p50=(bmed, 2),
         face_speedup=(ratio, 2))
     return out
+
+
+def group_photo(paths: list[str], side: int = 150, cols: int = 4) -> np.ndarray:
+    """An RGB canvas with the central ``side`` px of each photo (an LFW face) pasted in a grid."""
+    from PIL import Image
+
+    rows = (len(paths) + cols - 1) // cols
+    canvas = np.full((rows * side, min(cols, len(paths)) * side, 3), 128, np.uint8)
+    for k, p in enumerate(paths):
+        with Image.open(p) as im:
+            w, h = im.size
+            crop = im.convert("RGB").crop(((w - side) // 2, (h - side) // 2, (w + side) // 2, (h + side) // 2))
+        r, c = divmod(k, cols)
+        canvas[r * side:(r + 1) * side, c * side:(c + 1) * side] = np.asarray(crop)
+    return canvas
+
+
+def measure_faces(model_path, images: list[str], rounds: int = 3, counts=(1, 2, 4, 8)) -> tuple[dict, list[str]]:
+    """Every face of a group photo (``Verifier.analyse_faces``: the detector once, each face aligned,
+    the network batched) on canvases of 1-8 LFW faces: the time per extra face, the slope
+    (t(8 faces) - t(1 face)) / 7. Baseline: the same detection and alignment, then one forward
+    pass per face (batch 1). ``faces_found_max`` checks the canvases' faces were all found."""
+    from siamgui.core.verifier import Verifier
+
+    v = Verifier(str(model_path), device="cpu", cache_size=0)
+    if not v.face_mode:
+        return {}, ["faces: the model is not a face model; not measured"]
+    canvases = {n: group_photo(images[:n]) for n in counts}
+    found = max(len(v.prepare_faces(canvases[n])[0]) for n in counts)
+    if found < max(counts):
+        return {"faces_found_max": found}, [f"faces: {found} of {max(counts)} pasted faces found; not measured"]
+
+    def ours(img):
+        v.analyse_faces(img)
+
+    def baseline(img):
+        _, _, inputs, _ = v.prepare_faces(img)
+        for arr in inputs:
+            v.embed_prepared([arr])
+
+    for n in counts:  # warm-up: detector load, oneDNN kernels for each batch size
+        ours(canvases[n])
+        baseline(canvases[n])
+    extra, base_extra, ratio, one, eight = [], [], [], [], []
+    lo, hi = min(counts), max(counts)
+    for _ in range(rounds):
+        t = {n: _timed(ours, canvases[n]) for n in counts}
+        b = {n: _timed(baseline, canvases[n]) for n in counts}
+        extra.append((t[hi] - t[lo]) / (hi - lo))
+        base_extra.append((b[hi] - b[lo]) / (hi - lo))
+        ratio.append(base_extra[-1] / extra[-1])
+        one.append(t[lo])
+        eight.append(t[hi])
+    out = summaries(
+        faces_ms_per_extra_face=(extra, 2),
+        baseline_faces_ms_per_extra_face=(base_extra, 2),
+        faces_extra_face_speedup=(ratio, 2),
+        faces_ms_one_face=(one, 2),
+        faces_ms_eight_faces=(eight, 2))
+    out["faces_found_max"] = found
+    return out, []

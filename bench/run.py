@@ -24,14 +24,15 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-SECTIONS = ("compare", "embed", "face", "peer", "cli", "train", "train_rss", "gui", "gui_gaps", "camera")
+SECTIONS = ("compare", "embed", "face", "faces", "peer", "cli", "train", "train_rss", "gui", "gui_gaps", "camera")
 
 #: The headline keys, in table order (each also has _min/_max companions), and
 #: ``compare_one_new_ms_p50`` (the app's usual comparison: one image new, the other cached)
 #: and ``compare_float32_ms_p50`` (two new images, float32 where ours runs in bfloat16).
 MAIN_KEYS = ["compare_ms_p50", "compare_ms_p90", "compare_speedup", "compare_one_new_ms_p50",
              "compare_float32_ms_p50", "embed_images_per_s_b1",
-             "embed_images_per_s_b8", "embed_images_per_s_b64", "face_ms_p50", "peer_face_ms", "peer_speedup",
+             "embed_images_per_s_b8", "embed_images_per_s_b64", "face_ms_p50", "faces_ms_per_extra_face",
+             "peer_face_ms", "peer_speedup",
              "cli_cold_start_s", "gui_window_s", "gui_model_ready_s", "train_pairs_per_s", "train_speedup",
              "train_peak_fraction", "gui_gap_p99_ms", "gui_gap_max_ms", "camera_fps", "compare_peak_rss_mb",
              "train_peak_rss_mb", "torch_threads"]
@@ -46,6 +47,7 @@ BESIDE = {
     "embed_images_per_s_b8": ("baseline_embed_images_per_s_b8", "embed_speedup_b8"),
     "embed_images_per_s_b64": ("baseline_embed_images_per_s_b64", "embed_speedup_b64"),
     "face_ms_p50": ("baseline_face_ms_p50", "face_speedup"),
+    "faces_ms_per_extra_face": ("baseline_faces_ms_per_extra_face", "faces_extra_face_speedup"),
     "peer_face_ms": (None, "peer_speedup"),
     "cli_cold_start_s": ("baseline_cli_cold_start_s", "cli_cold_start_speedup"),
     "gui_window_s": ("baseline_gui_window_s", None),
@@ -153,6 +155,7 @@ def main(argv: list[str] | None = None) -> int:
     section("embed", lambda: inference.measure_embed(model_path, images, rounds=2 if q else 3))
     face_imgs = images[:24]
     section("face", lambda: inference.measure_face(model_path, face_imgs, rounds=3, n=3 if q else 8))
+    section("faces", lambda: inference.measure_faces(model_path, images, rounds=2 if q else 3))
     section("peer", lambda: peer.measure_peer(face_imgs, rounds=3))
     if res.get("peer_face_ms") and res.get("face_ms_p50"):
         res["peer_speedup"] = round(res["peer_face_ms"] / res["face_ms_p50"], 2)

@@ -10,8 +10,8 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from _gui_helpers import (draw_face, inference_guard, make_video, no_face, no_thread_leaks,  # noqa: F401
-                          run_in_thread, shown_compare_tab, two_faces)
+from _gui_helpers import (draw_face, face_canvas, inference_guard, make_video, no_face,  # noqa: F401
+                          no_thread_leaks, run_in_thread, shown_compare_tab, two_faces)
 
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
@@ -276,6 +276,36 @@ def test_face_mode_with_and_without_a_face(qtbot, tiny_model, face_model, images
     assert "whole image" in t.slot_a.face_label.text()
     ref = expected(face_model, images["face"], images["two"], face_policy="whole")
     assert t.result.distance == pytest.approx(ref.distance, abs=1e-5)
+    t.shutdown()
+    state.wait()
+
+
+def test_best_face_mode_names_the_matching_face(qtbot, images, tmp_path):
+    """The bundled face model: the best-matching face of a group decides, and it is drawn and named."""
+    from siamgui.core.resources import bundled_model_path
+
+    person = tmp_path / "person.png"
+    group = tmp_path / "group.png"
+    cv2.imwrite(str(person), face_canvas((260, 260), [(1, 40, 40, 180)]))
+    cv2.imwrite(str(group), face_canvas((600, 280), [(0, 20, 30, 220), (1, 280, 60, 150), (2, 460, 90, 120)]))
+    state = _loaded_state(qtbot, bundled_model_path())
+    t = CompareTab(state)
+    qtbot.addWidget(t)
+    assert load_pair(qtbot, t, person, group) is True
+    main_distance = t.result.distance
+    assert t.result.faces_used is None
+    with qtbot.waitSignal(t.comparison_finished, timeout=WAIT):
+        t.set_face_policy("best")
+    r = t.result
+    assert r.faces_used[0] == 0 and r.distance < main_distance
+    j = r.faces_used[1]
+    ov = t.slot_b.view.overlays()
+    assert len(ov) == 3 and [o.dashed for o in ov] == [k != j for k in range(3)]
+    assert ov[j].label == f"{j + 1} best match" and ov[j].box == tuple(r.face_boxes[1][j])
+    assert f"face {j + 1} of 3 in B" in t.panel.detail_label.text()
+    assert "best-matching one was used" in t.slot_b.face_label.text()
+    ref = expected(bundled_model_path(), person, group, face_policy="best")
+    assert r.distance == pytest.approx(ref.distance, abs=1e-5) and ref.faces_used == r.faces_used
     t.shutdown()
     state.wait()
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from _gui_helpers import inference_guard, make_video, no_thread_leaks  # noqa: F401
+from _gui_helpers import face_canvas, inference_guard, make_video, no_thread_leaks  # noqa: F401
 
 pytest.importorskip("pytestqt")
 
@@ -163,3 +163,62 @@ def test_model_change_evaluation_and_live_camera(qtbot, tab, state, shapes_dir, 
     assert tab.gallery.examples("from camera")[0].stored == "capture"
     tab.stop_live()
     assert not tab.camera_view.running
+
+
+def test_every_face_of_a_probe_and_of_the_live_camera_is_labelled(qtbot, no_thread_leaks, inference_guard,  # noqa: F811
+                                                                   tmp_path):
+    """The bundled face model: one label per face (a name, Unknown, or not judged), in a photo and live."""
+    import cv2
+
+    from siamgui.core.resources import bundled_model_path
+
+    s = AppState(device="cpu")
+    with qtbot.waitSignal(s.model_changed, timeout=WAIT):
+        s.load_model(str(bundled_model_path()))
+    t = GalleryTab(s, gallery_path=tmp_path / "people.sqlite")
+    qtbot.addWidget(t)
+    t.resize(1100, 700)
+    t.show()
+    qtbot.waitUntil(lambda: not t.busy(), timeout=WAIT)
+    for k, name in enumerate(("ann", "bob", "cid")):
+        cv2.imwrite(str(tmp_path / f"{name}.png"), face_canvas((240, 240), [(k, 30, 30, 180)]))
+        assert run_job(qtbot, t, "enroll", lambda name=name: t.enroll(name, [tmp_path / f"{name}.png"]))
+    t.threshold_spin.setValue(0.2)
+    # ann, cid, a stranger, a face too small to judge
+    probe = face_canvas((700, 280), [(0, 10, 20, 230), (2, 260, 60, 170), (3, 450, 80, 150), (1, 620, 120, 50)])
+    cv2.imwrite(str(tmp_path / "group.png"), probe)
+    with qtbot.waitSignal(t.faces_shown, timeout=WAIT) as blocker:
+        t.identify_file(tmp_path / "group.png")
+    faces = blocker.args[0]
+    labels = [o.label for o in t.probe_panel.probe_view.overlays()]
+    assert labels[:3] == ["ann", "cid", "Unknown"] and labels[3].startswith("too small")
+    assert t.verdict_label.text() == "ann" and t.result is faces.faces[0].result
+    assert "4 faces: ann, cid, Unknown, not judged" in t.detail_label.text()
+    panel = t.probe_panel
+    assert panel.face_combo.isVisibleTo(t) and panel.face_combo.count() == 4
+    panel.face_combo.setCurrentIndex(1)
+    assert t.verdict_label.text() == "cid" and t.candidate_rows()[0][0] == "cid"
+    panel.face_combo.setCurrentIndex(3)
+    assert t.verdict_label.text() == "Not judged" and t.candidate_rows() == []
+    # the threshold moves every label at once
+    t.threshold_spin.setValue(5.0)
+    labels = [o.label for o in panel.probe_view.overlays()]
+    assert labels[2] != "Unknown" and panel.face_combo.currentIndex() == 3
+
+    # live: a video of the group as the camera; every face gets its box and label
+    video = tmp_path / "group.avi"
+    writer = cv2.VideoWriter(str(video), cv2.VideoWriter_fourcc(*"MJPG"), 10.0, (700, 280))
+    for _ in range(30):
+        writer.write(probe)
+    writer.release()
+    t.threshold_spin.setValue(0.2)
+    with qtbot.waitSignal(t.live_faces, timeout=WAIT) as blocker:
+        t.start_live(str(video))
+    live = blocker.args[0]
+    qtbot.waitUntil(lambda: len(t.camera_view._overlays) == 4, timeout=WAIT)
+    names = [o.label.split(" (")[0] for o in t.camera_view._overlays]
+    assert names[:3] == ["ann", "cid", "Unknown"] and names[3].startswith("too small") and len(live.faces) == 4
+    assert t.live_label.text().startswith("Live: ann (")
+    t.stop_live()
+    t.shutdown()
+    s.wait()

@@ -4,15 +4,18 @@ from __future__ import annotations
 
 import json
 
-from siamgui.cli.common import EXIT_OK, finite_float, note, open_verifier
+from siamgui.cli.common import EXIT_OK, FACE_HELP, finite_float, note, open_verifier
+
+FACE_CHOICES = ("largest", "whole", "best")  # siamgui.core.verifier.COMPARE_FACE_POLICIES (no torch import to parse)
 
 
 def add_parser(sub, shared) -> None:
-    c = sub.add_parser("compare", help="compare two images", parents=shared("model", "device", "precision", "face",
-                                                                            "json"))
+    c = sub.add_parser("compare", help="compare two images", parents=shared("model", "device", "precision", "json"))
     c.add_argument("a", help="first image")
     c.add_argument("b", help="second image")
     c.add_argument("--threshold", type=finite_float, help="override the model's threshold")
+    c.add_argument("--face", choices=FACE_CHOICES, default="largest",
+                   help=FACE_HELP + "; best: every face of A against every face of B, the closest pair decides")
     c.set_defaults(func=run)
 
 
@@ -21,12 +24,21 @@ def run(args) -> int:
     result = verifier.compare(args.a, args.b, face_policy=args.face)
     for msg in result.notes:
         note(msg)
+    best = result.faces_used is not None
     if args.json:
-        print(json.dumps({"distance": result.distance, "threshold": result.threshold, "same": result.same,
-                          "model": str(verifier.path), "device": verifier.device.type,
-                          "precision": verifier.precision_choice.name,
-                          "faces": [None if f is None else f.count for f in result.faces]}))
+        out = {"distance": result.distance, "threshold": result.threshold, "same": result.same,
+               "model": str(verifier.path), "device": verifier.device.type,
+               "precision": verifier.precision_choice.name,
+               "faces": [None if f is None else f.count for f in result.faces]}
+        if best:
+            out.update(faces_used=list(result.faces_used), face_distances=result.face_distances,
+                       face_boxes=list(result.face_boxes))
+        print(json.dumps(out))
     else:
         verdict = "SAME" if result.same else "DIFFERENT"
         print(f"distance  {result.distance:.4f}\nthreshold {result.threshold:.4f}\nverdict   {verdict}")
+        if best:
+            for label, k, boxes in zip("AB", result.faces_used, result.face_boxes):
+                where = "the whole image's answer (no face)" if boxes[k] is None else f"box {boxes[k]}"
+                print(f"face {label}    {k + 1} of {len(boxes)}, {where}")
     return EXIT_OK

@@ -10,7 +10,11 @@ from __future__ import annotations
 import argparse
 import json
 
-from siamgui.cli.common import EXIT_OK, Parser, finite_float, note, open_verifier, positive_int, progress
+from siamgui.cli.common import (EXIT_OK, Parser, UsageError, finite_float, note, open_verifier, positive_int,
+                                progress)
+
+#: siamgui.core.face.multi.MAX_FACES (not imported: parsing stays free of the engine)
+MAX_FACES = 32
 
 
 def add_parser(sub, shared) -> None:
@@ -53,6 +57,8 @@ def add_parser(sub, shared) -> None:
                    help="identity distance: nearest example (min, default) or mean of the k nearest")
     d.add_argument("--k", type=positive_int, default=3, help="examples averaged by --rank mean (default 3)")
     d.add_argument("--threshold", type=finite_float, help="override the model's threshold (Unknown at or above)")
+    d.add_argument("--all-faces", action="store_true",
+                   help=f"one result per face of the photo, largest first (face models; at most {MAX_FACES} faces)")
     d.set_defaults(func=cmd_identify)
 
 
@@ -157,6 +163,8 @@ def cmd_rename(args) -> int:
 
 
 def cmd_identify(args) -> int:
+    if args.all_faces:
+        return _identify_faces(args)
     verifier = open_verifier(args)
     with _open(args) as g:
         _sync(g, verifier, args.json)
@@ -170,4 +178,30 @@ def cmd_identify(args) -> int:
     print(f"distance  {res.distance:.4f}\nthreshold {res.threshold:.4f}")
     for n, c in enumerate(res.candidates, 1):
         print(f"{n:>2}. {c.name}  {c.distance:.4f}")
+    return EXIT_OK
+
+
+def _identify_faces(args) -> int:
+    """``identify --all-faces``: a ranking per face, largest first."""
+    if args.face == "whole":
+        raise UsageError("gallery identify: --all-faces needs face detection; it cannot be used with --face whole")
+    verifier = open_verifier(args)
+    if not verifier.face_mode:
+        note("the model is not a face model: one result for the whole image")
+    with _open(args) as g:
+        _sync(g, verifier, args.json)
+        res = g.identify_faces(verifier, args.image, top=args.top, rank=args.rank, k=args.k)
+    for msg in res.notes:
+        note(msg)
+    if args.json:
+        print(json.dumps(res.to_dict()))
+        return EXIT_OK
+    for n, f in enumerate(res.faces, 1):
+        where = "whole image" if f.box is None else "box [" + ", ".join(str(v) for v in f.box) + "]"
+        if f.result is None:
+            print(f"face {n}  {where}  not judged: {f.issue}")
+            continue
+        others = ", ".join(f"{c.name} {c.distance:.4f}" for c in f.result.candidates[1:])
+        print(f"face {n}  {where}  {f.label}  {f.result.distance:.4f}" + (f"  (then {others})" if others else ""))
+    print(f"threshold {res.threshold:.4f}")
     return EXIT_OK

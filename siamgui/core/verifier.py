@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import os
 import threading
@@ -18,7 +19,8 @@ from siamgui.core.device import DeviceChoice, PrecisionChoice, select_device, se
 from siamgui.core.distances import get_distance
 from siamgui.core.errors import DeviceError
 from siamgui.core.face.detect import FaceInfo
-from siamgui.core.images import ImageSource
+from siamgui.core.face.multi import MAX_FACES, Face, FacesInfo, detect_all, face_crops
+from siamgui.core.images import ImageSource, load_image
 from siamgui.core.modelfile import LoadedModel, load_model
 from siamgui.core.preprocess import Preprocessor, stack_prepared
 from siamgui.core.resources import bundled_model_path
@@ -41,6 +43,11 @@ def _guard() -> None:
         raise AssertionError("A forward pass was run on a thread that must stay responsive (the GUI thread).")
 
 
+#: What ``face_policy`` may be for :meth:`Verifier.compare`: the main face, the whole image, or the
+#: best-matching pair of faces (each face of A against each face of B).
+COMPARE_FACE_POLICIES = ("largest", "whole", "best")
+
+
 @dataclass
 class Comparison:
     distance: float
@@ -50,6 +57,14 @@ class Comparison:
     #: The prepared inputs the model saw, (H, W, C) uint8, for display.
     inputs: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
     notes: list[str] = field(default_factory=list)
+    #: ``face_policy="best"``: the index of the face of A and of B that decided (into
+    #: :attr:`face_boxes`), and every face pair's distance (rows: faces of A, columns:
+    #: faces of B; None for a face not judged). None otherwise.
+    faces_used: tuple[int, int] | None = None
+    face_distances: list[list[float | None]] | None = None
+    #: ``face_policy="best"``: per image, the boxes the indices refer to (None: no face was
+    #: detected and the image's main-face answer was used).
+    face_boxes: tuple[list, list] | None = None
 
     def __iter__(self):  # ``distance, threshold, same = verifier.compare(a, b)``
         return iter((self.distance, self.threshold, self.same))
@@ -84,6 +99,37 @@ def image_key(image: ImageSource) -> tuple | None:
         a = np.ascontiguousarray(image)
         return ("array", a.dtype.str, a.shape, hashlib.sha256(a.data).digest())
     return None
+
+
+@dataclass
+class FacesAnalysis:
+    """Every face of one image, embedded (:meth:`Verifier.analyse_faces`).
+
+    ``faces`` are the detected faces, largest first (at most :data:`MAX_FACES`); empty when
+    none was detected or the model is not a face model, and then the one row is the
+    image's usual answer (``info`` says what it used). ``rows[k]`` is the index into
+    ``faces`` of ``inputs[k]`` and ``embeddings[k]`` (None for that usual answer): the
+    judged faces, or every face when none can be judged.
+    """
+
+    faces: list[Face]
+    info: FaceInfo | None
+    inputs: list[np.ndarray]
+    rows: list[int | None]
+    embeddings: torch.Tensor
+
+    @property
+    def judged_none(self) -> bool:
+        """Faces were found but none can be judged (they were embedded anyway)."""
+        return bool(self.faces) and not any(f.judged for f in self.faces)
+
+    @property
+    def boxes(self) -> list:
+        """Per row of :attr:`face_distances`-style tables: the face boxes, or [the usual answer's box]."""
+        if self.faces:
+            return [list(f.box) for f in self.faces]
+        used = self.info.used_box if self.info is not None else None
+        return [list(used) if used is not None else None]
 
 
 class EmbeddingCache:
@@ -157,6 +203,8 @@ class Verifier:
         #: embedding is the mean of the image's and its mirror image's.
         self.flip_average = bool((self.loaded.meta.get("embedding") or {}).get("flip_average", False))
         self.cache = EmbeddingCache(cache_size)
+        #: The model's preprocessing after the face step, for faces cut by :mod:`siamgui.core.face.multi`.
+        self._chip_preprocessor = Preprocessor(dataclasses.replace(self.loaded.spec, face=None))
 
     @property
     def dtype(self) -> torch.dtype:
@@ -213,11 +261,45 @@ class Verifier:
     def distances(self, emb_a: torch.Tensor, emb_b: torch.Tensor) -> np.ndarray:
         return self.distance.pairwise(emb_a, emb_b).numpy().astype(np.float64)
 
+    # -- every face of an image ------------------------------------------------------------
+    def prepare_faces(self, image: ImageSource, *, bgr: bool = False, max_faces: int = MAX_FACES
+                      ) -> tuple[list[Face], FaceInfo | None, list[np.ndarray], list[int | None]]:
+        """Every face of ``image`` ready for the network: ``(faces, info, inputs, rows)`` as in
+        :class:`FacesAnalysis`. The detector runs once; each face is aligned as the model's
+        preset says. No face (or not a face model): the image's usual main-face answer."""
+        pil = load_image(image, bgr=bgr)
+        cfg = self.loaded.spec.face
+        faces: list[Face] = []
+        if cfg is not None:
+            if self.preprocessor.device is not None:
+                cfg = dict(cfg, device=self.preprocessor.device)
+            faces, found = detect_all(pil, cfg, max_faces)
+        if not faces:
+            arr, info = self.prepare(pil)
+            return [], info, [arr], [None]
+        rows = [k for k, f in enumerate(faces) if f.judged] or list(range(len(faces)))
+        crops = face_crops(pil, cfg, [faces[k] for k in rows], self.loaded.spec.image_size)
+        return faces, FacesInfo.of(faces, found), [self._chip_preprocessor.prepare(c)[0] for c in crops], rows
+
+    def analyse_faces(self, image: ImageSource, *, bgr: bool = False) -> FacesAnalysis:
+        """Every face of ``image``, embedded in one batch (kept in the embedding cache)."""
+        (analysis,) = self._faces_embedded([image], bgr)
+        return analysis
+
+    def _faces_embedded(self, images: Sequence[ImageSource], bgr: bool) -> list[FacesAnalysis]:
+        def prepare(image):
+            faces, info, inputs, rows = self.prepare_faces(image, bgr=bgr)
+            return inputs, (faces, info, rows)
+
+        return [FacesAnalysis(faces, info, inputs, rows, emb)
+                for inputs, (faces, info, rows), emb in self._cached_batch(images, "all-faces", bgr, prepare)]
+
     # -- comparison ------------------------------------------------------------------
-    def _embedded(self, images: Sequence[ImageSource], face_policy: str, bgr: bool) -> list[tuple]:
-        """(prepared input, face report, embedding (1, D)) per image; from the cache where it
-        has them, the others prepared and embedded in one batch (an image given twice once)."""
-        keys = [self._cache_key(image, face_policy, bgr) for image in images]
+    def _cached_batch(self, images: Sequence[ImageSource], policy: str, bgr: bool, prepare) -> list[tuple]:
+        """``(inputs, report, embeddings (len(inputs), D))`` per image, where ``prepare(image)``
+        gives ``(inputs, report)``: from the cache where it has them, the others prepared and
+        embedded in one batch (an image given twice once)."""
+        keys = [self._cache_key(image, policy, bgr) for image in images]
         found = [self.cache.get(key) for key in keys]
         first: dict = {}  # key -> index of its first occurrence
         new = []
@@ -225,21 +307,40 @@ class Verifier:
             if found[i] is None and (key is None or first.setdefault(key, i) == i):
                 new.append(i)
         if new:
-            prepared = [self.prepare(images[i], face_policy=face_policy, bgr=bgr) for i in new]
-            emb = self.embed_prepared([arr for arr, _ in prepared])
-            for j, i in enumerate(new):
-                found[i] = (prepared[j][0], prepared[j][1], emb[j:j + 1].clone())
+            prepared = [prepare(images[i]) for i in new]
+            emb = self.embed_prepared([arr for inputs, _ in prepared for arr in inputs])
+            start = 0
+            for (inputs, report), i in zip(prepared, new):
+                found[i] = (inputs, report, emb[start:start + len(inputs)].clone())
+                start += len(inputs)
                 self.cache.put(keys[i], found[i])
         return [found[i] if found[i] is not None else found[first[keys[i]]] for i in range(len(images))]
 
+    def _embedded(self, images: Sequence[ImageSource], face_policy: str, bgr: bool) -> list[tuple]:
+        """(prepared input, face report, embedding (1, D)) per image (:meth:`_cached_batch`)."""
+        def prepare(image):
+            arr, info = self.prepare(image, face_policy=face_policy, bgr=bgr)
+            return [arr], info
+
+        return [(inputs[0], info, emb) for inputs, info, emb in self._cached_batch(images, face_policy, bgr, prepare)]
+
     def analyse(self, image: ImageSource, *, face_policy: str = "largest", bgr: bool = False) -> Analysis:
         """One image as the model sees it (face report, prepared input); its embedding is
-        kept, so a comparison with it that follows embeds only the other image."""
+        kept, so a comparison with it that follows embeds only the other image. With
+        ``face_policy="best"`` the report holds every face and the input is the first one used."""
+        if face_policy == "best":
+            a = self.analyse_faces(image, bgr=bgr)
+            return Analysis(a.info, a.inputs[0])
         ((arr, info, _),) = self._embedded([image], face_policy, bgr)
         return Analysis(info, arr)
 
     def compare(self, image_a: ImageSource, image_b: ImageSource, *, threshold: float | None = None,
                 face_policy: str = "largest", bgr: bool = False) -> Comparison:
+        """The distance and verdict for two images. ``face_policy``: the main face (``"largest"``),
+        the whole image, or ``"best"``: every face of A against every face of B, the closest
+        pair decides (:attr:`Comparison.faces_used`)."""
+        if face_policy == "best":
+            return self._compare_best(image_a, image_b, threshold, bgr)
         (arr_a, info_a, emb_a), (arr_b, info_b, emb_b) = self._embedded((image_a, image_b), face_policy, bgr)
         d = float(self.distance.pairwise(emb_a, emb_b)[0])
         t = self.threshold if threshold is None else float(threshold)
@@ -250,6 +351,42 @@ class Verifier:
                 if info is not None and (info.count != 1 or info.mode != "face"):
                     result.notes.append(f"Image {label}: {info.message()}")
         return result
+
+    def _compare_best(self, image_a: ImageSource, image_b: ImageSource, threshold: float | None,
+                      bgr: bool) -> Comparison:
+        fa, fb = self._faces_embedded((image_a, image_b), bgr)
+        m, n = len(fa.rows), len(fb.rows)
+        d = self.distance.pairwise(fa.embeddings.repeat_interleave(n, 0), fb.embeddings.repeat(m, 1))
+        d = d.view(m, n).numpy().astype(np.float64)
+        i, j = np.unravel_index(int(np.argmin(d)), d.shape)
+        t = self.threshold if threshold is None else float(threshold)
+        dist = float(d[i, j])
+        table: list[list[float | None]] = [[None] * len(fb.boxes) for _ in fa.boxes]
+        for r, ra in enumerate(fa.rows):
+            for c, cb in enumerate(fb.rows):
+                table[ra or 0][cb or 0] = float(d[r, c])
+        result = Comparison(dist, t, dist < t, inputs=(fa.inputs[i], fb.inputs[j]),
+                            faces_used=(fa.rows[i] or 0, fb.rows[j] or 0), face_distances=table,
+                            face_boxes=(fa.boxes, fb.boxes))
+        result.faces = tuple(self._chosen(a, k) for a, k in ((fa, i), (fb, j)))
+        for label, a, info in zip("AB", (fa, fb), result.faces):
+            if info is None:
+                continue
+            if not a.faces and (info.count != 1 or info.mode != "face"):
+                result.notes.append(f"Image {label}: {info.message()}")
+            elif a.faces and (info.count > 1 or info.unjudged or info.found > info.count):
+                result.notes.append(f"Image {label}: {info.message()}")
+            if a.judged_none:
+                result.notes.append(f"Image {label}: no face could be judged; the closest one was used anyway.")
+        return result
+
+    @staticmethod
+    def _chosen(a: FacesAnalysis, k: int) -> FaceInfo | None:
+        """The image's face report with the face of row ``k`` as the one used."""
+        if not a.faces:
+            return a.info
+        face = a.faces[a.rows[k]]
+        return dataclasses.replace(a.info, used_box=face.box, landmarks=face.landmarks)
 
     def _cache_key(self, image: ImageSource, face_policy: str, bgr: bool) -> tuple | None:
         if self.cache.size <= 0:

@@ -39,6 +39,9 @@ class ResultPanel(QWidget):
         self.face_combo.addItem("Use the main face", "largest")
         self.face_combo.setItemData(0, "The largest face; of faces of similar size, the one nearest the centre",
                                    Qt.ToolTipRole)
+        self.face_combo.addItem("Use the best-matching face", "best")
+        self.face_combo.setItemData(1, "Every face of A against every face of B; the closest pair decides",
+                                    Qt.ToolTipRole)
         self.face_combo.addItem("Compare the whole image", "whole")
         self.face_label = QLabel("Faces:")
         self.face_label.setBuddy(self.face_combo)

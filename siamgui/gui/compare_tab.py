@@ -391,7 +391,12 @@ class CompareTab(QWidget):
         else:
             self._set_verdict("✗ DIFFERENT", VERMILLION)
             relation = "≥"
-        self.panel.detail_label.setText(f"distance {result.distance:.4f} {relation} threshold {result.threshold:.4f}")
+        detail = f"distance {result.distance:.4f} {relation} threshold {result.threshold:.4f}"
+        if result.faces_used is not None and any(len(b) > 1 for b in result.face_boxes):
+            i, j = result.faces_used
+            detail += (f"\nclosest pair: face {i + 1} of {len(result.face_boxes[0])} in A, "
+                       f"face {j + 1} of {len(result.face_boxes[1])} in B")
+        self.panel.detail_label.setText(detail)
         self.panel.bar.set_values(result.distance, result.threshold)
         self._set_notes("\n".join(result.notes), warn=bool(result.notes))
 

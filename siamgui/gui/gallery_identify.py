@@ -17,13 +17,21 @@ from PySide6.QtWidgets import (QAbstractItemView, QComboBox, QDoubleSpinBox, QFi
 
 from siamgui.gui.camera_view import CameraView
 from siamgui.gui.gallery_identities import THUMB
-from siamgui.gui.gallery_jobs import identify
-from siamgui.gui.image_view import GREEN, VERMILLION, ImageView, Overlay, array_to_qimage
+from siamgui.gui.gallery_jobs import face_overlays, faces_summary, identify
+from siamgui.gui.image_view import GREEN, ORANGE, VERMILLION, ImageView, Overlay, array_to_qimage
 from siamgui.gui.workers import LatestOnlyRunner
 
 VIDEO_FILTER = "Videos (*.avi *.mp4 *.mkv *.mov *.webm);;All files (*)"
 #: Longest side of a probe image as shown.
 PROBE_SIDE = 800
+#: Box colours by what a face was found to be (gallery_jobs.face_overlays).
+KIND_COLOURS = {"known": GREEN, "unknown": VERMILLION, "unjudged": ORANGE}
+
+
+def overlays_for(result, scale: float = 1.0, whole=None, distances: bool = False) -> list[Overlay]:
+    """One labelled box per face of a FacesIdentification (dashed when the face was not judged)."""
+    return [Overlay(box, KIND_COLOURS[kind], text, 3.0, dashed=kind == "unjudged")
+            for box, kind, text in face_overlays(result, scale, whole, distances)]
 
 
 class RankBar(QWidget):
@@ -55,20 +63,25 @@ class RankBar(QWidget):
 
 
 class ProbePanel(QWidget):
-    """A probe image, the verdict (a name or Unknown) and the top candidates.
+    """A probe image with every face labelled, the verdict (a name or Unknown) and the top
+    candidates of the face chosen (the largest judged one first; a chooser when there are several).
 
-    Signals: ``identified(object)`` with each Identification shown, ``failed(str)``
-    when a probe cannot be read or identified (the tab shows why).
+    Signals: ``identified(object)`` with the Identification of the face shown (None when no
+    face could be judged), ``faces_identified(object)`` with the whole FacesIdentification,
+    ``failed(str)`` when a probe cannot be read or identified (the tab shows why).
     """
 
     identified = Signal(object)
+    faces_identified = Signal(object)
     failed = Signal(str)
 
     def __init__(self, context: Callable[[], tuple | None], icon: Callable[[int], QIcon], parent=None):
         super().__init__(parent)
         self._context, self._icon = context, icon
         self.result = None  # the Identification shown
+        self.faces = None  # the FacesIdentification shown
         self._probe: str | None = None
+        self._scale = 1.0  # shown probe pixels per image pixel
         self._req = 0
         self._face_mode = False
         self.identifier = LatestOnlyRunner(identify, self, name="gallery-identify")
@@ -83,6 +96,10 @@ class ProbePanel(QWidget):
         self.verdict_label.setFont(f)
         self.detail_label = QLabel("")
         self.detail_label.setWordWrap(True)
+        self.face_combo = QComboBox()
+        self.face_combo.setToolTip("The face whose candidates are listed")
+        self.face_combo.setVisible(False)
+        self.face_combo.currentIndexChanged.connect(self._on_face_chosen)
         self.table = QTableWidget(0, 2)
         self.table.setHorizontalHeaderLabels(["Identity", "Distance"])
         self.table.setIconSize(QSize(THUMB, THUMB))
@@ -97,6 +114,7 @@ class ProbePanel(QWidget):
         rcol = QVBoxLayout()
         rcol.addWidget(self.verdict_label)
         rcol.addWidget(self.detail_label)
+        rcol.addWidget(self.face_combo)
         rcol.addWidget(self.table, 1)
         pl.addLayout(pcol, 1)
         pl.addLayout(rcol, 1)
@@ -117,7 +135,9 @@ class ProbePanel(QWidget):
             self.clear_result()
             self.failed.emit(str(exc))
             return
+        width = img.size[0]
         img.thumbnail((PROBE_SIDE, PROBE_SIDE))
+        self._scale = img.size[0] / width
         self.probe_view.set_image(array_to_qimage(np.asarray(img)))
         self.probe_view.set_overlays([])
         self.reidentify()
@@ -138,29 +158,30 @@ class ProbePanel(QWidget):
         self.identifier.cancel_pending()
         self._req += 1
         self.result = None
+        self.faces = None
         self.clear_result()
 
     def apply_threshold(self, threshold: float) -> None:
-        """The threshold moved: the verdict changes, the ranking does not."""
-        r = self.result
-        if r is None:
+        """The threshold moved: every face's verdict changes, the rankings do not."""
+        if self.faces is None:
             return
-        r.threshold = threshold
-        r.best = r.candidates[0].name if r.distance < threshold else None
-        self.show_result(r)
+        self.faces.apply_threshold(threshold)
+        self.show_faces(self.faces, self.face_combo.currentIndex())
 
     def _on_identified(self, req: int, payload) -> None:
         result, _live = payload
         if req != self._req:
             return  # a newer request is on its way
-        self.result = result
-        self.show_result(result)
-        self.identified.emit(result)
+        self.faces = result
+        self.show_faces(result)
+        self.faces_identified.emit(result)
+        self.identified.emit(self.result)
 
     def _on_identify_failed(self, req: int, message: str) -> None:
         if req != self._req:
             return
         self.result = None
+        self.faces = None
         self.clear_result()
         self.verdict_label.setText("—")
         self.failed.emit(message)
@@ -169,8 +190,43 @@ class ProbePanel(QWidget):
         self.verdict_label.setText("")
         self.detail_label.setText("")
         self.table.setRowCount(0)
+        self.face_combo.setVisible(False)
+        self.probe_view.set_overlays([])
 
-    def show_result(self, r) -> None:
+    def show_faces(self, faces, chosen: int | None = None) -> None:
+        """A FacesIdentification: every face labelled on the probe, and the face ``chosen`` (default:
+        the largest judged one) in the verdict and the table."""
+        self.probe_view.set_overlays(overlays_for(faces, self._scale) if self._face_mode else [])
+        if chosen is None or not 0 <= chosen < len(faces.faces):
+            chosen = next((n for n, f in enumerate(faces.faces) if f.result is not None), 0)
+        self.face_combo.blockSignals(True)
+        self.face_combo.clear()
+        for n, f in enumerate(faces.faces, 1):
+            self.face_combo.addItem(f"Face {n}: {f.label}")
+        self.face_combo.setCurrentIndex(chosen)
+        self.face_combo.blockSignals(False)
+        self.face_combo.setVisible(len(faces.faces) > 1)
+        self._show_face(chosen)
+
+    def _on_face_chosen(self, index: int) -> None:
+        if self.faces is not None and 0 <= index < len(self.faces.faces):
+            self._show_face(index)
+
+    def _show_face(self, index: int) -> None:
+        faces = self.faces
+        face = faces.faces[index]
+        self.result = face.result
+        notes = list(faces.notes)
+        summary = faces_summary(faces)
+        if face.result is None:
+            self.verdict_label.setText("Not judged")
+            self.verdict_label.setStyleSheet(f"color: {ORANGE}")
+            self.detail_label.setText("\n".join([f"This face is {face.issue}.", summary, *notes]).strip())
+            self.table.setRowCount(0)
+            return
+        self.show_result(face.result, [summary, *notes] if summary or notes else [])
+
+    def show_result(self, r, extra: list[str] | None = None) -> None:
         """An Identification: verdict, distance against the threshold, notes, candidates with thumbnails."""
         if r.best is None:
             self.verdict_label.setText("Unknown")
@@ -180,18 +236,13 @@ class ProbePanel(QWidget):
             self.verdict_label.setText(r.best)
             self.verdict_label.setStyleSheet(f"color: {GREEN}")
             rel = "<"
-        notes = []
-        if r.face is not None and self._face_mode:
-            if r.face.count != 1 or r.face.mode != "face":
-                notes.append(r.face.message())
-            if r.face.used_box is not None:
-                self.probe_view.set_overlays([Overlay(tuple(r.face.used_box), GREEN if r.best else VERMILLION,
-                                                      r.best or "Unknown")])
-        if r.unembedded:
-            notes.append(f"{r.unembedded} example(s) are still being embedded for this model.")
+        notes = [n for n in (extra or []) if n]
+        unembedded = self.faces.unembedded if self.faces is not None else r.unembedded
+        if unembedded:
+            notes.append(f"{unembedded} example(s) are still being embedded for this model.")
         rule = "nearest example" if r.rank == "min" else f"mean of {r.k} nearest"
         self.detail_label.setText(f"distance {r.distance:.4f} {rel} threshold {r.threshold:.4f} ({rule})"
-                                  + ("\n" + " ".join(notes) if notes else ""))
+                                  + ("\n" + "\n".join(notes) if notes else ""))
         self.table.setRowCount(len(r.candidates))
         for row, c in enumerate(r.candidates):
             self.table.setItem(row, 0, QTableWidgetItem(self._icon(c.example_id), c.name))
@@ -202,12 +253,14 @@ class ProbePanel(QWidget):
 
 
 class LivePanel(QWidget):
-    """The live camera with its source chooser; each shown frame is identified and labelled.
+    """The live camera with its source chooser; every face of each shown frame is identified and labelled.
 
-    Signals: ``identified(object)`` with each live-frame Identification shown.
+    Signals: ``identified(object)`` with the Identification of each shown frame's largest judged
+    face (None when none could be judged), ``faces_identified(object)`` with its FacesIdentification.
     """
 
     identified = Signal(object)
+    faces_identified = Signal(object)
 
     def __init__(self, context: Callable[[], tuple | None], parent=None):
         super().__init__(parent)
@@ -296,21 +349,14 @@ class LivePanel(QWidget):
             return  # older than what is shown, or the camera stopped meanwhile
         self._shown = req
         self.show_live_result(result)
-        self.identified.emit(result)
+        self.faces_identified.emit(result)
+        self.identified.emit(result.primary)
 
     def show_live_result(self, result) -> None:
-        """Label the face used (or the whole frame) with the identity and its distance."""
-        label = result.best or "Unknown"
-        colour = GREEN if result.best else VERMILLION
-        face = result.face
+        """Label every face (or the whole frame, without a face) with its identity and distance,
+        "Unknown", or why it was not judged."""
         frame = self.camera_view.current_frame()
-        if face is not None and face.used_box is not None:
-            box = tuple(face.used_box)
-        elif frame is not None:
-            h, w = frame.shape[:2]
-            box = (2, 2, w - 4, h - 4)
-        else:
-            box = None
-        text = f"{label} ({result.distance:.3f})"
-        self.camera_view.set_overlays([Overlay(box, colour, text)] if box else [])
-        self.live_label.setText(f"Live: {text}")
+        whole = None if frame is None else (2, 2, frame.shape[1] - 4, frame.shape[0] - 4)
+        overlays = overlays_for(result, whole=whole, distances=True)
+        self.camera_view.set_overlays(overlays)
+        self.live_label.setText("Live: " + (", ".join(o.label for o in overlays) or "no face"))

@@ -35,9 +35,37 @@ def evaluate(task, verifier, folder, way, shots, episodes, rank):
 
 
 def identify(gallery, verifier, image, rank, k, bgr, live):
-    """Identify one probe. Returns (Identification, live)."""
-    result = gallery.identify(verifier, image, top=TOP, rank=rank, k=k, bgr=bgr)
+    """Identify every face of one probe (one result for the whole image without a face or a face
+    model). Returns (FacesIdentification, live)."""
+    result = gallery.identify_faces(verifier, image, top=TOP, rank=rank, k=k, bgr=bgr)
     return result, live
+
+
+def face_overlays(result, scale: float = 1.0, whole=None, distances: bool = False) -> list[tuple]:
+    """``(box, kind, text)`` for each face of a FacesIdentification, ``box`` scaled by ``scale``;
+    ``kind`` is "known", "unknown" or "unjudged". A result for the whole image (no face) gets
+    the box ``whole`` (or nothing when None)."""
+    out = []
+    for f in result.faces:
+        box = whole if f.box is None else tuple(v * scale for v in f.box)
+        if box is None:
+            continue
+        kind = "unjudged" if f.result is None else ("known" if f.result.best is not None else "unknown")
+        if f.result is None:
+            text = f.label.split(" (")[0]  # the issue without its figures: a short label
+        else:
+            text = f.label + (f" ({f.result.distance:.3f})" if distances else "")
+        out.append((box, kind, text))
+    return out
+
+
+def faces_summary(result) -> str:
+    """One line naming every face of a FacesIdentification, largest first ("" for a single result)."""
+    if len(result.faces) < 2:
+        return ""
+    names = [f.label if f.result is not None else "not judged" for f in result.faces]
+    more = f" (the largest {len(result.faces)} of {result.found})" if result.found > len(result.faces) else ""
+    return f"{len(result.faces)} faces{more}: " + ", ".join(names)
 
 
 def job_message(kind: str, result) -> str:

@@ -42,13 +42,17 @@ class GalleryTab(QWidget):
 
     Signals: ``message(str)`` (status line), ``job_finished(str kind, bool ok)``,
     ``identification_shown(object)`` (the Identification now shown for a probe
-    file), ``live_identified(object)`` (each live-frame result).
+    file: its largest judged face's, None when no face could be judged),
+    ``faces_shown(object)`` (the probe's FacesIdentification: every face),
+    ``live_identified(object)`` and ``live_faces(object)`` (the same for each live frame).
     """
 
     message = Signal(str)
     job_finished = Signal(str, bool)
     identification_shown = Signal(object)
+    faces_shown = Signal(object)
     live_identified = Signal(object)
+    live_faces = Signal(object)
     gallery_changed = Signal()
 
     def __init__(self, state, parent=None, gallery_path=None):
@@ -135,9 +139,11 @@ class GalleryTab(QWidget):
         self.rank_bar.threshold_spin.valueChanged.connect(self._on_threshold_spin)
         self.probe_panel.probe_button.clicked.connect(self._on_probe_clicked)
         self.probe_panel.identified.connect(self.identification_shown)
+        self.probe_panel.faces_identified.connect(self.faces_shown)
         self.probe_panel.failed.connect(self.show_error)
         self.live_panel.capture_button.clicked.connect(self._on_capture_clicked)
         self.live_panel.identified.connect(self.live_identified)
+        self.live_panel.faces_identified.connect(self.live_faces)
         ev.eval_browse.clicked.connect(self._on_eval_browse)
         ev.eval_button.clicked.connect(lambda: self.run_evaluation(*ev.settings()))
 

@@ -151,10 +151,15 @@ class ImageSlot(QGroupBox):
         """Draw detected faces (the used one solid, others dashed) and show the model's input."""
         overlays = []
         if face_info is not None:
+            # every face of a best-face comparison is numbered (as in the verdict's "face 2 of B")
+            issues = getattr(face_info, "issues", None)
             for i, box in enumerate(face_info.boxes):
                 used = face_info.used_box is not None and tuple(box) == tuple(face_info.used_box)
-                overlays.append(Overlay(tuple(box), SKY_BLUE if used else ORANGE,
-                                        "used" if used and face_info.count > 1 else "", 3.0 if used else 2.0,
+                if issues is not None and face_info.count > 1:
+                    label = f"{i + 1}" + (" best match" if used else " not judged" if issues[i] else "")
+                else:
+                    label = "used" if used and face_info.count > 1 else ""
+                overlays.append(Overlay(tuple(box), SKY_BLUE if used else ORANGE, label, 3.0 if used else 2.0,
                                         dashed=not used))
         self.view.set_overlays(overlays)
         self.view.set_points(face_info.landmarks if face_info is not None and face_info.mode == "face" else [])

@@ -147,7 +147,8 @@ class ImageView(QWidget):
                     fm = p.fontMetrics()
                     tw, th = fm.horizontalAdvance(ov.label) + 8, fm.height() + 2
                     ty = r.top() - th if r.top() - th >= target.top() else r.top()
-                    box = QRectF(r.left(), ty, tw, th)
+                    # a label near the right edge is moved left to stay readable
+                    box = QRectF(min(r.left(), max(target.left(), target.right() - tw)), ty, tw, th)
                     p.fillRect(box, QColor(ov.color))
                     p.setPen(QColor("black"))
                     p.drawText(box.adjusted(4, 0, 0, 0), Qt.AlignmentFlag.AlignVCenter, ov.label)

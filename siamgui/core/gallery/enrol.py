@@ -8,15 +8,78 @@ never imports torch itself.
 from __future__ import annotations
 
 import os
-from typing import Sequence
+from dataclasses import dataclass, field
+from typing import Any, Sequence
 
 import numpy as np
 
 from siamgui.core.errors import ImageError
-from siamgui.core.gallery.index import RANKINGS, Identification
+from siamgui.core.face.multi import FacesInfo
+from siamgui.core.gallery.index import RANKINGS, GalleryIndex, Identification
 from siamgui.core.gallery.store import (Cancel, EnrolResult, GalleryError, GalleryStore, ImportResult, Progress,
                                         SyncResult, _store_image, _Stored, check_name, model_fingerprint)
 from siamgui.core.images import describe, load_image
+
+
+@dataclass
+class FaceIdentification:
+    """One face of a probe photo and who it is (:meth:`Gallery.identify_faces`)."""
+
+    #: (x, y, w, h) in the photo; None when no face was detected and the answer is the
+    #: whole image's usual one (the main-face rule's fallback, as without ``identify_faces``).
+    box: tuple[int, int, int, int] | None
+    #: The ranking for this face; None when the face was not judged.
+    result: Identification | None
+    #: Why the face was not judged (too small, cut by the border), else None.
+    issue: str | None = None
+
+    @property
+    def label(self) -> str:
+        """What to write on the face: the name, "Unknown", or why it was not judged."""
+        if self.result is None:
+            return self.issue or "not judged"
+        return self.result.best if self.result.best is not None else "Unknown"
+
+    def to_dict(self) -> dict:
+        out = {"box": None if self.box is None else list(self.box)}
+        if self.result is not None:
+            out.update(self.result.to_dict())
+        else:
+            out.update({"best": None, "distance": None, "candidates": []})
+        out["issue"] = self.issue
+        return out
+
+
+@dataclass
+class FacesIdentification:
+    """Every face of a probe photo, largest first (:meth:`Gallery.identify_faces`)."""
+
+    faces: list[FaceIdentification]
+    threshold: float
+    #: Faces the detector found (more than ``len(faces)`` when the cap on faces per image applied).
+    found: int = 0
+    #: What face processing reported for the photo (:class:`~siamgui.core.face.multi.FacesInfo`
+    #: with faces, the main-face rule's report without), for notes.
+    face: Any = None
+    unembedded: int = 0
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def primary(self) -> Identification | None:
+        """The first (largest) judged face's ranking."""
+        return next((f.result for f in self.faces if f.result is not None), None)
+
+    def apply_threshold(self, threshold: float) -> None:
+        """A new open-set threshold: each verdict changes, the rankings do not."""
+        self.threshold = float(threshold)
+        for f in self.faces:
+            r = f.result
+            if r is not None:
+                r.threshold = self.threshold
+                r.best = r.candidates[0].name if r.distance < self.threshold else None
+
+    def to_dict(self) -> dict:
+        return {"faces": [f.to_dict() for f in self.faces], "faces_found": self.found, "threshold": self.threshold}
 
 
 class Gallery(GalleryStore):
@@ -152,22 +215,56 @@ class Gallery(GalleryStore):
                 progress(min(start + batch_size, total), total)
         return result
 
-    def identify(self, verifier, image, *, top: int = 5, rank: str = "min", k: int = 3,
-                 threshold: float | None = None, face_policy: str = "largest", bgr: bool = False) -> Identification:
-        """Rank the enrolled identities for a probe image (see :class:`GalleryIndex`)."""
+    def _search_index(self, verifier, rank: str) -> GalleryIndex:
+        """The model's embeddings to rank against; GalleryError when there are none."""
         if rank not in RANKINGS:
             raise GalleryError(f"Unknown ranking {rank!r}; choose from {', '.join(RANKINGS)}.")
-        fp = model_fingerprint(verifier)
-        index = self.index(fp, verifier.distance.name)
+        index = self.index(model_fingerprint(verifier), verifier.distance.name)
         if not len(index):
             if self.example_count():
                 raise GalleryError("The gallery's examples are not embedded for this model yet; "
                                    "wait for re-embedding to finish.")
             raise GalleryError("The gallery is empty; enrol some identities first.")
+        return index
+
+    def identify(self, verifier, image, *, top: int = 5, rank: str = "min", k: int = 3,
+                 threshold: float | None = None, face_policy: str = "largest", bgr: bool = False) -> Identification:
+        """Rank the enrolled identities for a probe image (see :class:`GalleryIndex`)."""
+        index = self._search_index(verifier, rank)
         arr, info = verifier.prepare(image, face_policy=face_policy, bgr=bgr)
         q = verifier.embed_prepared([arr])[0].numpy()
         t = verifier.threshold if threshold is None else float(threshold)
         result = index.identify(q, t, top, rank, k)
         result.face = info
-        result.unembedded = self.unembedded_count(fp)
+        result.unembedded = self.unembedded_count(model_fingerprint(verifier))
+        return result
+
+    def identify_faces(self, verifier, image, *, top: int = 5, rank: str = "min", k: int = 3,
+                       threshold: float | None = None, bgr: bool = False) -> FacesIdentification:
+        """Rank the enrolled identities for every face of a probe photo, largest first.
+
+        All faces are embedded in one batch (:meth:`Verifier.analyse_faces`, at most
+        :data:`~siamgui.core.face.multi.MAX_FACES`). A face too small or too poor to judge
+        gets no ranking, only its ``issue``. No face detected (or not a face model): one
+        result for the whole image, the same answer as :meth:`identify`.
+        """
+        index = self._search_index(verifier, rank)
+        a = verifier.analyse_faces(image, bgr=bgr)
+        t = verifier.threshold if threshold is None else float(threshold)
+        emb = a.embeddings.numpy()
+        ranked = {row: index.identify(emb[n], t, top, rank, k) for n, row in enumerate(a.rows)}
+        if not a.faces:
+            faces = [FaceIdentification(None, ranked[None])]
+            ranked[None].face = a.info
+        else:
+            faces = [FaceIdentification(f.box, ranked.get(n) if f.judged else None, f.issue)
+                     for n, f in enumerate(a.faces)]
+        info = a.info
+        found = info.found if isinstance(info, FacesInfo) else len(a.faces)
+        result = FacesIdentification(faces, t, found, info, self.unembedded_count(model_fingerprint(verifier)))
+        if isinstance(info, FacesInfo):
+            if info.unjudged or info.found > info.count:
+                result.notes.append(info.message())
+        elif verifier.face_mode and info is not None and (info.count != 1 or info.mode != "face"):
+            result.notes.append(info.message())
         return result
