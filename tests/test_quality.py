@@ -214,6 +214,13 @@ def test_lfw_face_is_good_and_its_blurred_copy_is_refused_at_enrolment(face_veri
             g.enroll(face_verifier, "gwb", [blurred], min_quality=Q.DEFAULT_THRESHOLDS)
         assert g.enroll(face_verifier, "gwb", [path], min_quality=Q.DEFAULT_THRESHOLDS).added == 1
         assert g.enroll(face_verifier, "gwb", [blurred]).added == 1  # told to accept it (the default)
+    folder = tmp_path / "people" / "gwb"
+    folder.mkdir(parents=True)
+    Image.fromarray(rgb).save(folder / "sharp.png")
+    Image.fromarray(blurred).save(folder / "blurred.png")
+    with Gallery(tmp_path / "g2.sqlite") as g:
+        res = g.import_folder(face_verifier, tmp_path / "people", min_quality=Q.DEFAULT_THRESHOLDS)
+        assert res.added == 1 and [name for name, _ in res.skipped] == ["blurred.png"]
 
 
 @pytest.mark.lfw

@@ -93,11 +93,13 @@ class Gallery(GalleryStore):
         return result
 
     def import_folder(self, verifier, root: str | os.PathLike, *, face_policy: str = "largest",
-                      progress: Progress | None = None, cancel: Cancel | None = None) -> ImportResult:
+                      progress: Progress | None = None, cancel: Cancel | None = None,
+                      min_quality=None) -> ImportResult:
         """Enrol every sub-folder of ``root`` as an identity (its images as examples).
 
-        Each identity is written in its own transaction; unreadable images are skipped
-        and listed. Cancelling keeps the identities already written.
+        Each identity is written in its own transaction; unreadable images (and, with
+        ``min_quality``, poor faces) are skipped and listed. Cancelling keeps the
+        identities already written.
         """
         from siamgui.core.datasets import scan_folder
 
@@ -114,7 +116,8 @@ class Gallery(GalleryStore):
                 result.cancelled = True
                 break
             try:
-                r = self.enroll(verifier, ds.classes[c], paths, face_policy=face_policy, skip_bad=True)
+                r = self.enroll(verifier, ds.classes[c], paths, face_policy=face_policy, skip_bad=True,
+                                min_quality=min_quality)
                 result.identities += 1
                 result.added += r.added
                 result.skipped.extend(r.skipped)
