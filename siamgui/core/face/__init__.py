@@ -6,7 +6,9 @@
 - :mod:`~siamgui.core.face.alignment`: detector + landmarks -> dlib's 150x150 chip;
 - :mod:`~siamgui.core.face.aligners`: the aligners by the name a model file gives them;
 - :mod:`~siamgui.core.face.chips`: the disk cache of prepared training chips;
-- :mod:`~siamgui.core.face.dlib_format`: reading dlib's ``.dat`` files (no dlib needed).
+- :mod:`~siamgui.core.face.dlib_format`: reading dlib's ``.dat`` files (no dlib needed);
+- :mod:`~siamgui.core.face.quality`: face quality (sharpness, size, pose, exposure) and the camera's frame picker;
+- :mod:`~siamgui.core.face.liveness`: the liveness hint (Silent-Face-Anti-Spoofing's networks).
 
 Import the module you need; this package imports none of them (torch stays unloaded).
 """

@@ -82,6 +82,14 @@ class FacesIdentification:
         return {"faces": [f.to_dict() for f in self.faces], "faces_found": self.found, "threshold": self.threshold}
 
 
+def _refuse_poor_face(pil, info, thresholds, label: str) -> None:
+    from siamgui.core.face.quality import assess
+
+    q = assess(np.asarray(pil), info, thresholds)
+    if q is not None and not q.good:
+        raise ImageError(f"{label}: {q.message()} Enrol a better photo, or allow poor faces.")
+
+
 class Gallery(GalleryStore):
     """An open gallery file. Use as a context manager or call :meth:`close`.
 
@@ -91,13 +99,16 @@ class Gallery(GalleryStore):
 
     def enroll(self, verifier, name: str, images: Sequence, *, notes: str | None = None,
                face_policy: str = "largest", bgr: bool = False, skip_bad: bool = False,
-               progress: Progress | None = None, cancel: Cancel | None = None) -> EnrolResult:
+               progress: Progress | None = None, cancel: Cancel | None = None,
+               min_quality=None) -> EnrolResult:
         """Add ``images`` (paths, bytes, arrays, PIL images) as examples of ``name``.
 
         The identity is created if needed. Every image is read, stored and embedded
         first; then everything is written in one transaction (all or nothing).
         A bad image raises :class:`ImageError` unless ``skip_bad`` (then it is listed
-        in ``skipped``). Raises GalleryError when no image is usable.
+        in ``skipped``); with ``min_quality`` (a
+        :class:`~siamgui.core.face.quality.QualityThresholds`) so does a face judged poor.
+        Raises GalleryError when no image is usable.
         """
         name = check_name(name)
         result = EnrolResult(name, 0)
@@ -118,6 +129,8 @@ class Gallery(GalleryStore):
             try:
                 pil = load_image(src, bgr=bgr)
                 arr, info = verifier.prepare(pil, face_policy=face_policy)
+                if min_quality is not None:
+                    _refuse_poor_face(pil, info, min_quality, label)
                 s = _store_image(src, pil, info.used_box if info is not None else None)
             except ImageError as exc:
                 if not skip_bad:
@@ -143,11 +156,13 @@ class Gallery(GalleryStore):
         return result
 
     def import_folder(self, verifier, root: str | os.PathLike, *, face_policy: str = "largest",
-                      progress: Progress | None = None, cancel: Cancel | None = None) -> ImportResult:
+                      progress: Progress | None = None, cancel: Cancel | None = None,
+                      min_quality=None) -> ImportResult:
         """Enrol every sub-folder of ``root`` as an identity (its images as examples).
 
-        Each identity is written in its own transaction; unreadable images are skipped
-        and listed. Cancelling keeps the identities already written.
+        Each identity is written in its own transaction; unreadable images (and, with
+        ``min_quality``, poor faces) are skipped and listed. Cancelling keeps the
+        identities already written.
         """
         from siamgui.core.datasets import scan_folder
 
@@ -164,7 +179,8 @@ class Gallery(GalleryStore):
                 result.cancelled = True
                 break
             try:
-                r = self.enroll(verifier, ds.classes[c], paths, face_policy=face_policy, skip_bad=True)
+                r = self.enroll(verifier, ds.classes[c], paths, face_policy=face_policy, skip_bad=True,
+                                min_quality=min_quality)
                 result.identities += 1
                 result.added += r.added
                 result.skipped.extend(r.skipped)
