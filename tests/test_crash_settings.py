@@ -130,3 +130,19 @@ def test_settings_that_cannot_be_saved_give_a_message_and_keep_the_old_file(qtbo
     monkeypatch.undo()
     assert os.path.getsize(path) > 0 and b"a.safetensors" in before
     w.close_now()
+
+
+def test_temp_file_of_a_killed_save_is_removed_at_start(qtbot):
+    """A save killed before Qt renamed its temporary file leaves ``siamgui.ini.XXXXXX``; the next start
+    removes it and keeps the settings and anything else in the folder."""
+    path = gsettings.settings_path()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("[General]\ndevice=cpu\n")
+    stale = path.with_name("siamgui.ini.LzAaTO")
+    stale.write_text("[General]\ndevice=cu")
+    other = path.with_name("notes.txt")
+    other.write_text("mine")
+    w = _window(qtbot)
+    assert not stale.exists()
+    assert other.read_text() == "mine" and w.state.device == "cpu"
+    w.close_now()

@@ -17,6 +17,7 @@ A write that fails (read-only folder, full disk) leaves the old file, and
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 from pathlib import Path
@@ -71,10 +72,31 @@ def _set_aside_if_damaged(path: Path) -> str | None:
     return f"The settings file {path} was damaged and the settings were reset to their defaults; {where}."
 
 
+def _remove_stale_temp_files(path: Path) -> None:
+    """Remove the temporary files of a save that was killed before Qt renamed it over the file.
+
+    QSettings writes ``<name>.XXXXXX`` and renames it while holding ``<name>.lock``; holding
+    that lock ourselves means no live process is writing one now (Qt frees a dead owner's lock).
+    """
+    from PySide6.QtCore import QLockFile
+
+    lock = QLockFile(str(path) + ".lock")
+    if not lock.tryLock(1000):
+        return
+    try:
+        for f in path.parent.glob(path.name + ".??????"):
+            if f.suffix[1:].isalnum():
+                with contextlib.suppress(OSError):
+                    f.unlink()
+    finally:
+        lock.unlock()
+
+
 def app_settings() -> QSettings:
     path = settings_path()
     if str(path) not in _checked:
         _checked.add(str(path))
+        _remove_stale_temp_files(path)
         note = _set_aside_if_damaged(path)
         if note:
             _notes.append(note)
