@@ -22,8 +22,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
-DEFAULT_VARIANTS = ["yunet_s:yunet", "yunet_n:yunet,detector_file=yunet_n_640_640.onnx", "mtcnn:mtcnn",
-                    "haar:haar"]
+#: yunet_n (yunet_n_640_640.onnx) needs ``bench/make_yunet.py --files yunet_n_640_640.onnx`` first.
+DEFAULT_VARIANTS = ["yunet_s:yunet", "yunet_s_seed0:yunet,yunet_points=seed,refine=0", "mtcnn:mtcnn", "haar:haar"]
 
 
 def parse_variant(text: str) -> tuple[str, dict]:

@@ -97,6 +97,31 @@ def test_large_images_are_searched_reduced_in_full_size_coordinates():
     assert np.abs(points[0] / (1600 / 240) - small_points[0]).max() < 0.1 * side
 
 
+def test_rows_that_are_not_faces_are_dropped(monkeypatch):
+    """OpenCV's detector has returned a row of infinities on a tiny image; such rows never reach the caller."""
+    _need_yunet()
+    from siamgui.core.face import yunet
+
+    good = [10, 12, 20, 24] + [15, 20, 25, 20, 20, 26, 16, 30, 24, 30] + [0.9]
+    rows = np.array([good, [np.inf] * 15, [10, 12, 0, 24] + good[4:], [500, 12, 20, 24] + good[4:],
+                     good[:14] + [np.nan]], np.float32)
+
+    class Stub:
+        def setInputSize(self, size):
+            pass
+
+        def setScoreThreshold(self, t):
+            pass
+
+        def detect(self, img):
+            return 1, rows
+
+    monkeypatch.setattr(yunet, "get_detector", lambda path: Stub())
+    boxes, scores, points = yunet.detect(np.zeros((64, 64, 3), np.uint8), YUNET)
+    assert boxes.tolist() == [[10, 12, 20, 24]] and scores.tolist() == pytest.approx([0.9])
+    assert points.shape == (1, 5, 2)
+
+
 def test_missing_or_damaged_model_file_is_a_model_error(tmp_path):
     _need_yunet()
     from siamgui.core.face import yunet
@@ -182,6 +207,21 @@ def test_a_model_file_asking_for_yunet_aligns_a_face(tmp_path):
     x, y, w, h = info.used_box
     assert abs(x + w / 2 - 120) < 15
     assert len(info.landmarks) == 5
+
+
+def test_yunet_points_can_seed_the_landmarks_and_nothing_else():
+    _need_yunet()
+    from PIL import Image
+
+    from siamgui.core.face.aligners import get_aligner
+
+    img = Image.fromarray(drawn_face())
+    aligner = get_aligner("dlib5")
+    _, boxed = aligner(img, {"detector": "yunet", "refine": 1}, "largest", 150)
+    _, seeded = aligner(img, {"detector": "yunet", "yunet_points": "seed", "refine": 0}, "largest", 150)
+    assert seeded.mode == "face" and np.abs(np.array(seeded.landmarks) - np.array(boxed.landmarks)).max() < 8
+    with pytest.raises(ModelFileError, match="Unknown use of YuNet's points 'chip'"):
+        aligner(img, {"detector": "yunet", "yunet_points": "chip"}, "largest", 150)
 
 
 def test_unknown_detector_in_a_model_file_is_a_model_error(tmp_path):

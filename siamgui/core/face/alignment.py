@@ -38,7 +38,7 @@ from siamgui.core.errors import ModelFileError
 from siamgui.core.face import detect as face_mod
 from siamgui.core.face import yunet
 from siamgui.core.face.detect import FaceInfo, centre_square
-from siamgui.core.face.landmarks import chip_transform, extract_chip, get_predictor, grey_intensity
+from siamgui.core.face.landmarks import chip_transform, extract_chip, fit_box, get_predictor, grey_intensity
 from siamgui.core.resources import resources_dir
 
 #: Haar box (x, y, w, h) -> dlib-style box: centre shift (fractions of w, h) and size factor.
@@ -247,30 +247,12 @@ def choose_face(detections, policy: str = "largest", size: tuple[int, int] | Non
     return confident[0]
 
 
-#: Median positions of YuNet's five points and of dlib's five landmarks in the landmark-refitted
-#: dlib box (0-1 coordinates; bench/calibrate_detector.py on DevTrain faces).
+#: Median position of YuNet's five points in the landmark-refitted dlib box (0-1 coordinates;
+#: bench/calibrate_detector.py on DevTrain faces): ``face.yunet_points = "seed"`` fits a dlib box to them.
 YUNET_POINTS_IN_BOX = np.array([[0.2937, 0.3386], [0.718, 0.3361], [0.5088, 0.5773], [0.3329, 0.7632],
                                 [0.6952, 0.7608]])
-DLIB_POINTS_IN_BOX = np.array([[0.7771, 0.3443], [0.6201, 0.3512], [0.2242, 0.3533], [0.3808, 0.3551],
-                               [0.504, 0.6537]])
-
-
-def box_from_points(pts: np.ndarray, template: np.ndarray) -> tuple[float, float, float, float]:
-    """The square dlib box (left, top, right, bottom) in which ``template`` (0-1) best fits ``pts``."""
-    n = len(template)
-    a = np.zeros((2 * n, 3))
-    a[:n, 0], a[n:, 1] = 1, 1
-    a[:n, 2], a[n:, 2] = template[:, 0], template[:, 1]
-    (left, top, side), *_ = np.linalg.lstsq(a, np.r_[pts[:, 0], pts[:, 1]], rcond=None)
-    return (left, top, left + side, top + side)
-
-
-def dlib_points_from_yunet(pts: np.ndarray) -> np.ndarray:
-    """dlib's five landmarks estimated from YuNet's five points (a similarity fit of the templates)."""
-    from siamgui.core.face.landmarks import similarity_transform
-
-    m, t = similarity_transform(YUNET_POINTS_IN_BOX, pts)
-    return DLIB_POINTS_IN_BOX @ np.asarray(m).T + t
+#: What a model file may ask YuNet's own points for: nothing (the box starts the landmarks) or "seed".
+YUNET_POINT_USES = ("", "seed")
 
 
 def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> tuple[Image.Image, FaceInfo]:
@@ -280,6 +262,8 @@ def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> 
     detector = str(cfg.get("detector", "haar"))
     cal = calibration(detector)
     use_points = str(cfg.get("yunet_points", "")) if detector == "yunet" else ""
+    if use_points not in YUNET_POINT_USES:
+        raise ModelFileError(f"Unknown use of YuNet's points {use_points!r} in the model's preprocessing.")
 
     def detect(relaxed=False):
         if use_points:
@@ -303,10 +287,8 @@ def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> 
             policy = "centre"
     if boxes:
         k = choose_face([(d[0], 1 if info.relaxed else d[1]) for d in detections], policy, image.size)
-        if use_points == "chip":
-            pts = dlib_points_from_yunet(detections[k][2])
-        elif use_points == "seed":
-            pts = landmarks_for_box(rgb, box_from_points(detections[k][2], YUNET_POINTS_IN_BOX), cfg, grey)
+        if use_points == "seed":
+            pts = landmarks_for_box(rgb, fit_box(detections[k][2], YUNET_POINTS_IN_BOX), cfg, grey)
         else:
             pts = landmarks_for_box(rgb, detector_to_dlib_box(boxes[k], cal), cfg, grey)
         info.used_box = _int_box(boxes[k])

@@ -79,4 +79,16 @@ def detect(rgb: np.ndarray, path: str | Path, score_threshold: float = SCORE_THR
     det.setScoreThreshold(float(score_threshold))
     _, found = det.detect(bgr)
     found = np.zeros((0, 15), np.float32) if found is None else np.asarray(found, np.float32).reshape(-1, 15)
+    found = found[plausible(found, w, h)]
     return found[:, :4] / scale, found[:, 14].copy(), found[:, 4:14].reshape(-1, 5, 2) / scale
+
+
+def plausible(rows: np.ndarray, w: int, h: int) -> np.ndarray:
+    """Which of ``cv2.FaceDetectorYN``'s rows are faces at all: finite, a positive size, the
+    centre inside the w x h image, a score in [0, 1]. On a tiny image it has returned, now and
+    then, a row of infinities."""
+    with np.errstate(invalid="ignore"):
+        cx = rows[:, 0] + rows[:, 2] / 2
+        cy = rows[:, 1] + rows[:, 3] / 2
+        return (np.isfinite(rows).all(1) & (rows[:, 2] > 0) & (rows[:, 3] > 0) & (cx >= 0) & (cx <= w)
+                & (cy >= 0) & (cy <= h) & (rows[:, 14] >= 0) & (rows[:, 14] <= 1))
