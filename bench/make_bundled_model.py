@@ -42,8 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, help="decision threshold (default: the file's 0.6)")
     ap.add_argument("--metrics", help="JSON object of measured figures for the model card")
     ap.add_argument("--flip-average", action="store_true", help="store test-time flip averaging in the metadata")
-    ap.add_argument("--detector", choices=("yunet", "mtcnn", "haar"), default="yunet",
-                    help="the face detector of the model's preprocessing (default yunet)")
+    ap.add_argument("--detector", choices=("yunet", "mtcnn", "haar"),
+                    help="the face detector of the model's preprocessing (default: dlib_format.default_face_config's)")
     args = ap.parse_args(argv)
 
     from siamgui.core.face import dlib_format as di
@@ -59,7 +59,9 @@ def main(argv=None) -> int:
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
     di.import_shape_predictor(src_dir / SOURCES["shape_predictor_5.safetensors"][0],
                               out_dir / "shape_predictor_5.safetensors")
-    face = dict(di.default_face_config(), detector=args.detector)
+    face = di.default_face_config()
+    if args.detector:
+        face["detector"] = args.detector
     di.import_face_model(src_dir / SOURCES["face.safetensors"][0], out_dir / "face.safetensors",
                          threshold=args.threshold, metrics=metrics, face=face, flip_average=args.flip_average)
     prov_path = out_dir / "PROVENANCE.json"
