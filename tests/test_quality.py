@@ -234,8 +234,8 @@ def test_a_preview_box_gives_the_same_quality_as_the_aligner(face_verifier):
     path = LFW_ROOT / "George_W_Bush" / "George_W_Bush_0002.jpg"
     rgb = np.asarray(Image.open(path).convert("RGB"))
     _, info = face_verifier.prepare(rgb)
-    from siamgui.core.face.alignment import detect_faces_mtcnn
+    from siamgui.core.face.alignment import detect_any
 
-    box = detect_faces_mtcnn(rgb, {})[0][0]
+    box = detect_any(rgb, face_verifier.loaded.spec.face)[0][0]
     q = Q.assess_detection(np.ascontiguousarray(rgb[:, :, ::-1]), box, face_verifier.loaded.spec.face, bgr=True)
     assert q == Q.assess(rgb, info)

@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps
 
 from siamgui.core.face.aligners import get_aligner
+from siamgui.core.face.alignment import FACE_DETECTORS
 from siamgui.core.face.detect import FaceInfo
 from siamgui.core.images import ImageSource, load_image
 
@@ -39,7 +40,7 @@ class PreprocessSpec:
     #: Per-channel mean and std in pixel units (0-255).
     mean: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
     std: list[float] = field(default_factory=lambda: [127.5, 127.5, 127.5])
-    #: Face handling: None, or {"detector": "mtcnn" | "haar", "margin": float, "align": "dlib5" | "box", ...}.
+    #: Face handling: None, or {"detector": "yunet" | "mtcnn" | "haar", "margin": float, "align": "dlib5" | "box", ...}.
     face: dict[str, Any] | None = None
     #: Signature handling.
     invert: bool = False
@@ -83,7 +84,7 @@ class PreprocessSpec:
                     raise ValueError(f"face {key} must be a number")
                 if key in ("detector", "align", "landmarks", "detector_file") and not isinstance(value, str):
                     raise ValueError(f"face {key} must be a name")
-            if self.face.get("detector", "haar") not in ("haar", "mtcnn"):
+            if self.face.get("detector", "haar") not in FACE_DETECTORS:
                 raise ValueError(f"unknown face detector {self.face.get('detector')!r}")
         if self.preset not in PRESETS:
             raise ValueError(f"unknown preset {self.preset!r}")

@@ -26,6 +26,7 @@ and resumes when shown again, unless ``pause_when_hidden=False``.
 
 from __future__ import annotations
 
+import functools
 import threading
 import time
 from functools import partial
@@ -77,9 +78,18 @@ def read_frames(task, source, feed: Feed):
         src.release()
 
 
-def preview_faces(frame: np.ndarray) -> list:
-    """Face boxes (x, y, w, h) in a BGR frame: MTCNN, the bundled face model's detector, so
-    the box shown is the one a capture will use; OpenCV's Haar cascade without it."""
+@functools.lru_cache(maxsize=1)
+def _bundled_face_config() -> dict:
+    from siamgui.core.modelfile import read_metadata
+    from siamgui.core.resources import bundled_model_path
+
+    return dict(read_metadata(bundled_model_path())["preprocess"]["face"])
+
+
+def preview_faces(frame: np.ndarray, face_cfg: dict | None = None) -> list:
+    """Face boxes (x, y, w, h) in a BGR frame from the face detector of ``face_cfg`` (a model
+    file's ``preprocess.face``; default the bundled face model's), so the box shown is the one
+    a capture will use; OpenCV's Haar cascade when that detector cannot run."""
     try:
         import cv2
 
@@ -87,9 +97,9 @@ def preview_faces(frame: np.ndarray) -> list:
     except Exception:  # noqa: BLE001 - a preview without boxes is still a preview
         return []
     try:
-        from siamgui.core.face.alignment import detect_faces_mtcnn
+        from siamgui.core.face.alignment import face_boxes
 
-        return [tuple(int(round(v)) for v in box) for box, _ in detect_faces_mtcnn(rgb, {})]
+        return face_boxes(rgb, face_cfg if face_cfg is not None else _bundled_face_config())
     except Exception:  # noqa: BLE001 - e.g. the detector file is missing: fall back to Haar
         try:
             from siamgui.core.face.detect import find_faces

@@ -2,6 +2,7 @@
 
 - :mod:`~siamgui.core.face.detect`: OpenCV's Haar detector, the main-face rule, :class:`FaceInfo`;
 - :mod:`~siamgui.core.face.mtcnn`: the MTCNN detector (our PyTorch code);
+- :mod:`~siamgui.core.face.yunet`: the YuNet detector (ONNX, run by OpenCV);
 - :mod:`~siamgui.core.face.landmarks`: dlib's 5-point shape predictor and chip geometry (NumPy);
 - :mod:`~siamgui.core.face.alignment`: detector + landmarks -> dlib's 150x150 chip;
 - :mod:`~siamgui.core.face.aligners`: the aligners by the name a model file gives them;

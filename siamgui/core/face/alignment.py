@@ -2,13 +2,15 @@
 
 Aligner ``"dlib5"`` (used by the bundled dlib face model):
 
-1. detect faces with the detector the model's ``face.detector`` names: ``"mtcnn"``
-   (:mod:`siamgui.core.face.mtcnn`, the bundled model's) or ``"haar"`` (OpenCV's cascade,
-   as :func:`siamgui.core.face.detect.find_faces`), and take the main face among the
+1. detect faces with the detector the model's ``face.detector`` names: ``"yunet"``
+   (:mod:`siamgui.core.face.yunet`, the bundled model's), ``"mtcnn"``
+   (:mod:`siamgui.core.face.mtcnn`) or ``"haar"`` (OpenCV's cascade, as
+   :func:`siamgui.core.face.detect.find_faces`), and take the main face among the
    confident, whole ones (:func:`choose_face`);
 2. turn the chosen box into the box dlib's landmark model expects (a fixed
-   scale and shift per detector, measured on LFW DevTrain images: Haar boxes are
-   larger and sit higher than dlib's HOG boxes, MTCNN's are taller);
+   scale and shift per detector, measured on LFW DevTrain images by
+   ``bench/calibrate_detector.py``: Haar boxes are larger and sit higher than dlib's
+   HOG boxes, MTCNN's and YuNet's are taller);
 3. find 5 landmarks with dlib's shape predictor (:mod:`siamgui.core.face.landmarks`),
    then ``refine`` times re-fit the box to those landmarks and predict again,
    so the result depends little on the detector's box;
@@ -16,7 +18,8 @@ Aligner ``"dlib5"`` (used by the bundled dlib face model):
    as ``dlib.get_face_chip`` does.
 
 When no face is detected, a relaxed second pass (Haar: finer scales, 2 neighbours;
-MTCNN: faces down to 12 px) is tried and its box nearest the centre used; when that finds nothing either
+MTCNN: faces down to 12 px; YuNet: any size, a lower score threshold) is tried and its
+box nearest the centre used; when that finds nothing either
 under policy ``"largest"``, the landmarks are searched
 from a box in the middle of the image (half its shorter side; mode
 ``"centre"``), so a missed face still gets aligned if it is roughly central;
@@ -33,8 +36,9 @@ from PIL import Image
 
 from siamgui.core.errors import ModelFileError
 from siamgui.core.face import detect as face_mod
+from siamgui.core.face import yunet
 from siamgui.core.face.detect import FaceInfo, centre_square
-from siamgui.core.face.landmarks import chip_transform, extract_chip, get_predictor, grey_intensity
+from siamgui.core.face.landmarks import chip_transform, extract_chip, fit_box, get_predictor, grey_intensity
 from siamgui.core.resources import resources_dir
 
 #: Haar box (x, y, w, h) -> dlib-style box: centre shift (fractions of w, h) and size factor.
@@ -42,7 +46,11 @@ from siamgui.core.resources import resources_dir
 HAAR_TO_DLIB = {"dx": 0.0, "dy": 0.037, "scale": 0.89}
 #: The same for MTCNN's boxes (300 DevTrain faces: medians dx -0.003, dy 0.014, scale 0.83).
 MTCNN_TO_DLIB = {"dx": 0.0, "dy": 0.014, "scale": 0.83}
-FACE_DETECTORS = ("haar", "mtcnn")
+#: The same for YuNet's boxes.
+YUNET_TO_DLIB = {"dx": 0.0, "dy": 0.006, "scale": 0.83}
+FACE_DETECTORS = ("haar", "mtcnn", "yunet")
+#: The file a detector's weights come from when the model names none (``face.detector_file``).
+DETECTOR_FILES = {"mtcnn": "mtcnn.safetensors", "yunet": yunet.DEFAULT_FILE}
 #: A box counts as a confident face when its neighbour count is at least this fraction of the best's.
 CONFIDENT_FRACTION = 0.5
 #: Side of the fallback box for a missed face, as a fraction of the image's shorter side.
@@ -113,7 +121,7 @@ def detect_faces(rgb: np.ndarray, min_size_fraction: float = 0.12, relaxed: bool
 
 
 def detector_model_path(cfg: dict):
-    name = str(cfg.get("detector_file", "mtcnn.safetensors"))
+    name = str(cfg.get("detector_file") or DETECTOR_FILES.get(str(cfg.get("detector", "mtcnn")), "mtcnn.safetensors"))
     if "/" in name or "\\" in name or name.startswith("."):
         raise ModelFileError(f"The model names an invalid face detector file {name!r}.")
     return resources_dir() / "models" / name
@@ -144,6 +152,53 @@ def detect_faces_mtcnn(rgb: np.ndarray, cfg: dict, min_size_fraction: float = 0.
            for (x1, y1, x2, y2), sc in zip(boxes, found.scores)]
     out.sort(key=lambda bs: bs[0][2] * bs[0][3], reverse=True)
     return out
+
+
+def detect_faces_yunet(rgb: np.ndarray, cfg: dict, min_size_fraction: float = 0.12, relaxed: bool = False,
+                       with_landmarks: bool = False):
+    """YuNet boxes (x, y, w, h) in pixels (floats) with their scores, largest first.
+
+    As with the other detectors, faces smaller than ``min_size_fraction`` of the (reduced)
+    image's shorter side (at least 20 px) are dropped; ``relaxed`` keeps every size and
+    lowers the score threshold. ``with_landmarks``: each item also carries YuNet's five
+    points ((5, 2) array) as a third element.
+    """
+    boxes, scores, points = yunet.detect(rgb, detector_model_path(cfg),
+                                         yunet.RELAXED_SCORE_THRESHOLD if relaxed else yunet.SCORE_THRESHOLD)
+    scale = face_mod.detection_scale(rgb.shape)
+    min_side = 0.0 if relaxed else max(20, int(min(rgb.shape[:2]) * scale * min_size_fraction)) / scale
+    out = []
+    for box, score, pts in zip(boxes, scores, points):
+        if min(box[2], box[3]) >= min_side:
+            item = (tuple(float(v) for v in box), float(score))
+            out.append(item + (pts.astype(np.float64),) if with_landmarks else item)
+    out.sort(key=lambda bs: bs[0][2] * bs[0][3], reverse=True)
+    return out
+
+
+def calibration(detector: str) -> dict:
+    """The box -> dlib box calibration of a detector named in a model file."""
+    cals = {"haar": HAAR_TO_DLIB, "mtcnn": MTCNN_TO_DLIB, "yunet": YUNET_TO_DLIB}
+    if detector not in cals:
+        raise ModelFileError(f"Unknown face detector {detector!r} in the model's preprocessing.")
+    return cals[detector]
+
+
+def detect_any(rgb: np.ndarray, cfg: dict, relaxed: bool = False):
+    """The boxes and confidences of the detector ``cfg["detector"]`` names (default Haar), largest first."""
+    detector = str(cfg.get("detector", "haar"))
+    calibration(detector)
+    if detector == "mtcnn":
+        return detect_faces_mtcnn(rgb, cfg, relaxed=relaxed)
+    if detector == "yunet":
+        return detect_faces_yunet(rgb, cfg, relaxed=relaxed)
+    return detect_faces(rgb, relaxed=relaxed)
+
+
+def face_boxes(rgb: np.ndarray, cfg: dict) -> list[tuple[int, int, int, int]]:
+    """Whole-pixel boxes (x, y, w, h) of the first pass of the model's detector, largest first:
+    what a camera preview draws, so the box shown is the one a capture starts from."""
+    return [_int_box(d[0]) for d in detect_any(rgb, cfg)]
 
 
 def _int_box(box) -> tuple[int, int, int, int]:
@@ -192,19 +247,31 @@ def choose_face(detections, policy: str = "largest", size: tuple[int, int] | Non
     return confident[0]
 
 
+#: Median position of YuNet's five points in the landmark-refitted dlib box (0-1 coordinates;
+#: bench/calibrate_detector.py on DevTrain faces): ``face.yunet_points = "seed"`` fits a dlib box to them.
+YUNET_POINTS_IN_BOX = np.array([[0.2937, 0.3386], [0.718, 0.3361], [0.5088, 0.5773], [0.3329, 0.7632],
+                                [0.6952, 0.7608]])
+#: What a model file may ask YuNet's own points for: nothing (the box starts the landmarks) or "seed".
+YUNET_POINT_USES = ("", "seed")
+
+
 def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> tuple[Image.Image, FaceInfo]:
     if policy not in ("largest", "whole", "centre"):
         raise ValueError(f"Unknown face policy {policy!r}")
     rgb = np.asarray(image)
     detector = str(cfg.get("detector", "haar"))
-    if detector not in FACE_DETECTORS:
-        raise ModelFileError(f"Unknown face detector {detector!r} in the model's preprocessing.")
-    if detector == "mtcnn":
-        detect, cal = (lambda relaxed=False: detect_faces_mtcnn(rgb, cfg, relaxed=relaxed)), MTCNN_TO_DLIB
-    else:
-        detect, cal = (lambda relaxed=False: detect_faces(rgb, relaxed=relaxed)), HAAR_TO_DLIB
+    cal = calibration(detector)
+    use_points = str(cfg.get("yunet_points", "")) if detector == "yunet" else ""
+    if use_points not in YUNET_POINT_USES:
+        raise ModelFileError(f"Unknown use of YuNet's points {use_points!r} in the model's preprocessing.")
+
+    def detect(relaxed=False):
+        if use_points:
+            return detect_faces_yunet(rgb, cfg, relaxed=relaxed, with_landmarks=True)
+        return detect_any(rgb, cfg, relaxed=relaxed)
+
     detections = detect()
-    boxes = [b for b, _ in detections]
+    boxes = [d[0] for d in detections]
     info = FaceInfo(boxes=[_int_box(b) for b in boxes])
     if policy == "whole":
         crop = image.crop(tuple(int(round(v)) for v in centre_square(image.size)))
@@ -213,14 +280,17 @@ def dlib5_aligner(image: Image.Image, cfg: dict, policy: str, out_size: int) -> 
     if not boxes and policy != "whole":
         # Second, relaxed pass; its boxes are less reliable, so the one nearest the centre is used.
         detections = detect(relaxed=True)
-        boxes = [b for b, _ in detections]
+        boxes = [d[0] for d in detections]
         info.boxes = [_int_box(b) for b in boxes]
+        info.relaxed = True
         if boxes:
             policy = "centre"
-            detections = [(b, 1) for b in boxes]
     if boxes:
-        k = choose_face(detections, policy, image.size)
-        pts = landmarks_for_box(rgb, detector_to_dlib_box(boxes[k], cal), cfg, grey)
+        k = choose_face([(d[0], 1 if info.relaxed else d[1]) for d in detections], policy, image.size)
+        if use_points == "seed":
+            pts = landmarks_for_box(rgb, fit_box(detections[k][2], YUNET_POINTS_IN_BOX), cfg, grey)
+        else:
+            pts = landmarks_for_box(rgb, detector_to_dlib_box(boxes[k], cal), cfg, grey)
         info.used_box = _int_box(boxes[k])
         info.mode = "face"
     else:

@@ -99,7 +99,7 @@ def spec_key(spec: PreprocessSpec) -> str:
             parts["landmarks"] = _file_digest(landmark_model_path(face))
         except (ImportError, OSError, ValueError):
             parts["landmarks"] = None
-    if face.get("detector") == "mtcnn":
+    if face.get("detector") in ("mtcnn", "yunet"):  # the detectors whose weights are a file
         try:
             from siamgui.core.face.alignment import detector_model_path
 

@@ -207,16 +207,22 @@ class LandmarkPredictor:
 
     def box_from_landmarks(self, pts: np.ndarray) -> tuple[float, float, float, float]:
         """The square box for which this predictor's mean shape best fits ``pts`` (least squares)."""
-        u = self._init.astype(np.float64)
-        p = np.asarray(pts, np.float64)
-        # p = [l, t] + s * u: solve for l, t, s
-        n = len(u)
-        a = np.zeros((2 * n, 3))
-        a[:n, 0], a[n:, 1] = 1, 1
-        a[:n, 2], a[n:, 2] = u[:, 0], u[:, 1]
-        b = np.r_[p[:, 0], p[:, 1]]
-        (l, t, s), *_ = np.linalg.lstsq(a, b, rcond=None)
-        return (l, t, l + s, t + s)
+        return fit_box(pts, self._init)
+
+
+def fit_box(pts: np.ndarray, template: np.ndarray) -> tuple[float, float, float, float]:
+    """The square box (left, top, right, bottom) in which ``template`` (points in 0-1 box
+    coordinates) best fits ``pts`` (least squares)."""
+    u = np.asarray(template, np.float64)
+    p = np.asarray(pts, np.float64)
+    # p = [l, t] + s * u: solve for l, t, s
+    n = len(u)
+    a = np.zeros((2 * n, 3))
+    a[:n, 0], a[n:, 1] = 1, 1
+    a[:n, 2], a[n:, 2] = u[:, 0], u[:, 1]
+    b = np.r_[p[:, 0], p[:, 1]]
+    (l, t, s), *_ = np.linalg.lstsq(a, b, rcond=None)
+    return (l, t, l + s, t + s)
 
 
 _predictors: dict[str, LandmarkPredictor] = {}

@@ -20,10 +20,11 @@ import numpy as np
 from PIL import Image
 
 from siamgui.core.errors import ModelFileError
-from siamgui.core.face.alignment import (HAAR_TO_DLIB, MTCNN_TO_DLIB, WHOLE_FRACTION, align_landmarks, detect_faces,
-                                         detect_faces_mtcnn, detector_to_dlib_box, inside_fraction, landmarks_for_box)
+from siamgui.core.face.alignment import (WHOLE_FRACTION, YUNET_POINTS_IN_BOX, align_landmarks, calibration,
+                                         detect_faces, detect_faces_mtcnn, detect_faces_yunet, detector_to_dlib_box,
+                                         inside_fraction, landmarks_for_box)
 from siamgui.core.face.detect import FaceInfo, square_region
-from siamgui.core.face.landmarks import grey_intensity
+from siamgui.core.face.landmarks import fit_box, grey_intensity
 
 #: The most faces of one image that are aligned and embedded (the largest first).
 MAX_FACES = 32
@@ -46,6 +47,8 @@ class Face:
     issue: str | None = None
     #: The 5 landmarks (x, y) it was aligned with (``dlib5`` models), in the photo's pixels.
     landmarks: list[tuple[float, float]] | None = None
+    #: The detector's own five points (YuNet), which may seed the landmark search.
+    points: np.ndarray | None = field(default=None, repr=False)
 
     @property
     def judged(self) -> bool:
@@ -67,11 +70,14 @@ def face_issue(box, image_size: tuple[int, int]) -> str | None:
     return None
 
 
-def find_faces_all(rgb: np.ndarray, cfg: dict) -> list[tuple[tuple[float, float, float, float], float]]:
-    """Every face the model's detector finds, ((x, y, w, h), confidence), largest first."""
+def find_faces_all(rgb: np.ndarray, cfg: dict, with_landmarks: bool = False) -> list[tuple]:
+    """Every face the model's detector finds, ((x, y, w, h), confidence), largest first;
+    ``with_landmarks``: YuNet's items also carry its five points (other detectors have none)."""
     detector = str(cfg.get("detector", "haar"))
     if detector == "mtcnn":
         return detect_faces_mtcnn(rgb, cfg, min_size_fraction=ALL_FACES_MIN_FRACTION)
+    if detector == "yunet":
+        return detect_faces_yunet(rgb, cfg, min_size_fraction=ALL_FACES_MIN_FRACTION, with_landmarks=with_landmarks)
     if detector == "haar":
         return [(tuple(float(v) for v in b), float(n))
                 for b, n in detect_faces(rgb, min_size_fraction=ALL_FACES_MIN_FRACTION)]
@@ -89,11 +95,16 @@ def face_crops(image: Image.Image, cfg: dict, faces: list[Face], out_size: int) 
         raise ModelFileError(f"Unknown face alignment {align!r} in the model's preprocessing.")
     rgb = np.asarray(image)
     grey = grey_intensity(rgb)
-    cal = MTCNN_TO_DLIB if cfg.get("detector", "haar") == "mtcnn" else HAAR_TO_DLIB
+    detector = str(cfg.get("detector", "haar"))
+    cal = calibration(detector)
+    seed = detector == "yunet" and str(cfg.get("yunet_points", "")) == "seed"
     padding = float(cfg.get("padding", 0.25))
     out = []
     for f in faces:
-        pts = landmarks_for_box(rgb, detector_to_dlib_box(f.box, cal), cfg, grey)
+        # the same start as the main-face aligner's, so one face gives one embedding either way
+        start = fit_box(f.points, YUNET_POINTS_IN_BOX) if seed and f.points is not None else \
+            detector_to_dlib_box(f.box, cal)
+        pts = landmarks_for_box(rgb, start, cfg, grey)
         f.landmarks = [(float(x), float(y)) for x, y in pts]
         out.append(Image.fromarray(align_landmarks(rgb, pts, out_size, padding)))
     return out
@@ -101,9 +112,10 @@ def face_crops(image: Image.Image, cfg: dict, faces: list[Face], out_size: int) 
 
 def detect_all(image: Image.Image, cfg: dict, max_faces: int = MAX_FACES) -> tuple[list[Face], int]:
     """The largest ``max_faces`` faces of ``image`` with their issues, and how many were found."""
-    found = find_faces_all(np.asarray(image), cfg)
-    faces = [Face(tuple(int(round(v)) for v in box), float(score), face_issue(box, image.size))
-             for box, score in found[:max_faces]]
+    found = find_faces_all(np.asarray(image), cfg, with_landmarks=True)
+    faces = [Face(tuple(int(round(v)) for v in d[0]), float(d[1]), face_issue(d[0], image.size),
+                  points=d[2] if len(d) > 2 else None)
+             for d in found[:max_faces]]
     return faces, len(found)
 
 

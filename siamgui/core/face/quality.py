@@ -240,18 +240,14 @@ def assess_detection(image, box, face_cfg: dict | None = None, *, bgr: bool = Fa
                      thresholds: QualityThresholds = DEFAULT_THRESHOLDS) -> FaceQuality:
     """The quality of a face known by its detector box (x, y, w, h), as a camera preview has
     it: dlib's landmarks are found from the box as the ``dlib5`` aligner does (``face_cfg``:
-    the model's face settings; default the bundled model's detector, MTCNN), then judged."""
+    the model's face settings; default the bundled model's detector, YuNet), then judged."""
     from siamgui.core.face import alignment
 
     cfg = face_cfg or {}
     rgb = np.asarray(image)
     if bgr and rgb.ndim == 3:
         rgb = np.ascontiguousarray(rgb[:, :, 2::-1])
-    detector = str(cfg.get("detector", "mtcnn"))
-    # alignment names each detector's box calibration <NAME>_TO_DLIB
-    cal = getattr(alignment, f"{detector.upper()}_TO_DLIB", None)
-    if cal is None:
-        raise ValueError(f"unknown face detector {detector!r}")
+    cal = alignment.calibration(str(cfg.get("detector", "yunet")))
     pts = alignment.landmarks_for_box(rgb, alignment.detector_to_dlib_box(box, cal), cfg)
     return assess_face(rgb, pts, thresholds=thresholds)
 
