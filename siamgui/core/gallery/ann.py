@@ -32,7 +32,7 @@ INDEX_KINDS = ("auto", "numpy", "exact", "approximate")
 #: Embeddings from which ``auto`` uses faiss rather than the numpy scan.
 FAISS_MIN = 20_000
 #: Embeddings up to which ``auto`` keeps faiss exact; beyond, the approximate index.
-EXACT_MAX = 200_000
+EXACT_MAX = 100_000
 #: The approximate index: ``ivf`` (IndexIVFScalarQuantizer, 8-bit codes) or ``hnsw`` (IndexHNSWFlat).
 APPROXIMATE = "ivf"
 #: IVF: about ``IVF_LISTS_PER_SQRT * sqrt(N)`` lists, trained (k-means, ``IVF_ITERATIONS`` rounds) on

@@ -604,9 +604,10 @@ class GalleryStore:
                 return cached
             idents = self._query("SELECT id, name FROM identities ORDER BY name COLLATE NOCASE, id")
             pos = {iid: i for i, (iid, _) in enumerate(idents)}
+            # by example id (the index's order, no temporary B-tree); the snapshot groups them by identity
             rows = self._query(
                 "SELECT e.identity_id, e.id, m.dim, m.vector FROM embeddings m JOIN examples e "
-                "ON e.id = m.example_id WHERE m.fingerprint = ? ORDER BY e.identity_id, e.id", (fingerprint,))
+                "ON e.id = m.example_id WHERE m.fingerprint = ? ORDER BY m.example_id", (fingerprint,))
             dims = {r[2] for r in rows}
             if len(dims) > 1:
                 raise GalleryError("The gallery's embeddings for this model have mixed sizes (damaged gallery).")
