@@ -132,9 +132,15 @@ class KillReport:
 
 
 def _kill_child(run, work: str, ctx: dict, conn) -> None:
-    """The child: runs one operation, reporting marks (name, CLOCK_MONOTONIC time) through ``conn``."""
+    """The child: runs one operation, reporting marks (name, CLOCK_MONOTONIC time) through ``conn``.
+
+    It first waits for the parent's "go", so the parent can take a pidfd of it while it surely
+    runs: a kill through the pidfd can never hit another process that reused the pid.
+    """
     try:
         _child_setup()
+        conn.send(("ready", time.monotonic()))
+        conn.recv()
 
         def mark(what: str) -> None:
             conn.send((what, time.monotonic()))
@@ -151,12 +157,13 @@ def _run_op_child(op: KillOp, work: Path, ctx: dict, kill: tuple[str, int, float
     """Run ``op`` in a forked child and return its marks. ``kill = (mark, n, delay)``: SIGKILL the
     child ``delay`` seconds after the ``n``-th (from 0) ``mark`` it sends; None lets it finish."""
     mp = fork_context()
-    recv, send = mp.Pipe(duplex=False)
+    recv, send = mp.Pipe(duplex=True)
     proc = mp.Process(target=_kill_child, args=(op.run, str(work), ctx, send), daemon=True)
     proc.start()
     send.close()
     marks: list[tuple] = []
     deadline = time.monotonic() + timeout
+    pidfd = None
 
     def until(names: tuple[str, ...], count: int = 1) -> bool:
         """Read marks until ``count`` of ``names`` came; False when the child ended first."""
@@ -171,7 +178,16 @@ def _run_op_child(op: KillOp, work: Path, ctx: dict, kill: tuple[str, int, float
                 return False
         return True
 
+    def sigkill() -> None:
+        with contextlib.suppress(ProcessLookupError):  # it has ended already
+            signal.pidfd_send_signal(pidfd, signal.SIGKILL)
+
     try:
+        if not until(("ready", "error")) or marks[-1][0] != "ready":
+            proc.join(5)
+            raise RuntimeError(f"{op.name}: the child ended before starting (exit code {proc.exitcode})")
+        pidfd = os.pidfd_open(proc.pid)  # the child waits for "go": this is surely its pid
+        recv.send("go")
         if not until(("start", "error")):
             proc.join(5)
             raise RuntimeError(f"{op.name}: the child ended before starting (exit code {proc.exitcode})")
@@ -181,11 +197,10 @@ def _run_op_child(op: KillOp, work: Path, ctx: dict, kill: tuple[str, int, float
                 when = [t for m, t in marks if m == name][n] + delay
                 while (left := when - time.monotonic()) > 0:
                     time.sleep(min(left, 0.05))
-                with contextlib.suppress(ProcessLookupError):
-                    os.kill(proc.pid, signal.SIGKILL)
+                sigkill()
         proc.join(max(1.0, deadline - time.monotonic()))
         if proc.is_alive():
-            os.kill(proc.pid, signal.SIGKILL)
+            sigkill()
             proc.join(5)
             raise RuntimeError(f"{op.name}: the child did not finish within {timeout:.0f} s")
         with contextlib.suppress(EOFError, OSError):
@@ -193,6 +208,8 @@ def _run_op_child(op: KillOp, work: Path, ctx: dict, kill: tuple[str, int, float
                 marks.append(recv.recv())
     finally:
         recv.close()
+        if pidfd is not None:
+            os.close(pidfd)
     for what, detail in marks:
         if what == "error":
             raise RuntimeError(f"{op.name}: the operation failed in the child:\n{detail}")
