@@ -2,9 +2,10 @@
 
 :func:`plan_pairs` / :func:`plan_identify` check the input and the results file (no model
 needed, so bad input is refused before anything loads); :func:`run_pairs` /
-:func:`run_identify` then work through the input in chunks. Each distinct image path is
-read, prepared and embedded once per run (embeddings kept by path, small vectors only),
-each chunk's new images in one batch on the model's device. Rows keep the input order; an
+:func:`run_identify` then work through the input in chunks. For pairs, each distinct image
+path is read, prepared and embedded once per run (embeddings kept by path, small vectors
+only); an image list is deduplicated per chunk only. Each chunk's new images go through the
+network in one batch on the model's device. Rows keep the input order; an
 unreadable image gives a row with the reason in ``error``, never an exception.
 
 The results file is appended to and flushed after every chunk, not written to a temporary
