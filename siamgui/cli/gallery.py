@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
-from siamgui.cli.common import (EXIT_OK, Parser, UsageError, finite_float, note, open_verifier, positive_int,
+from siamgui.cli.common import (EXIT_OK, Parser, UsageError, add_batch_options, batch_progress, existing_mode,
+                                finish_batch, finite_float, interrupted_batch, note, open_verifier, positive_int,
                                 progress)
 
 #: siamgui.core.face.multi.MAX_FACES (not imported: parsing stays free of the engine)
@@ -50,8 +52,10 @@ def add_parser(sub, shared) -> None:
     rn.add_argument("new_name", metavar="NEW_NAME")
     rn.set_defaults(func=cmd_rename)
 
-    d = gsub.add_parser("identify", help="rank the enrolled identities for a probe image", parents=with_face)
-    d.add_argument("image", metavar="IMAGE")
+    d = gsub.add_parser("identify", help="rank the enrolled identities for a probe image (or many, with --out)",
+                        parents=with_face)
+    d.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="a probe image; with --out, any number of images and folders (searched recursively)")
     d.add_argument("--top", type=positive_int, default=5, help="candidates to show (default 5)")
     d.add_argument("--rank", choices=("min", "mean"), default="min",
                    help="identity distance: nearest example (min, default) or mean of the k nearest")
@@ -59,6 +63,7 @@ def add_parser(sub, shared) -> None:
     d.add_argument("--threshold", type=finite_float, help="override the model's threshold (Unknown at or above)")
     d.add_argument("--all-faces", action="store_true",
                    help=f"one result per face of the photo, largest first (face models; at most {MAX_FACES} faces)")
+    add_batch_options(d, "image")
     d.set_defaults(func=cmd_identify)
 
 
@@ -163,6 +168,11 @@ def cmd_rename(args) -> int:
 
 
 def cmd_identify(args) -> int:
+    if args.out or args.resume or args.overwrite:
+        return _identify_batch(args)
+    if len(args.images) != 1 or os.path.isdir(args.images[0]):
+        raise UsageError("gallery identify: several images or a folder need --out RESULTS.csv")
+    args.image = args.images[0]
     if args.all_faces:
         return _identify_faces(args)
     verifier = open_verifier(args)
@@ -179,6 +189,26 @@ def cmd_identify(args) -> int:
     for n, c in enumerate(res.candidates, 1):
         print(f"{n:>2}. {c.name}  {c.distance:.4f}")
     return EXIT_OK
+
+
+def _identify_batch(args) -> int:
+    """``identify IMAGE_OR_DIR... --out RESULTS.csv [--resume | --overwrite]``: one row per image."""
+    if not args.out:
+        raise UsageError("gallery identify: --resume and --overwrite go with --out RESULTS.csv")
+    if args.all_faces:
+        raise UsageError("gallery identify: --all-faces cannot be combined with --out")
+    from siamgui.core.batch import plan_identify, run_identify
+
+    batch = plan_identify(args.images, args.out, existing_mode(args))  # bad input refused before the model loads
+    verifier = open_verifier(args)
+    with _open(args) as g:
+        _sync(g, verifier, args.json)
+        try:
+            run_identify(verifier, g, batch, top=args.top, rank=args.rank, k=args.k, face_policy=args.face,
+                         progress=batch_progress("identifying", "images", args.json))
+        except KeyboardInterrupt:
+            return interrupted_batch(batch)
+    return finish_batch(args, batch, "rows", "image(s) could not be read")
 
 
 def _identify_faces(args) -> int:

@@ -231,7 +231,7 @@ class Gallery(GalleryStore):
                 progress(min(start + batch_size, total), total)
         return result
 
-    def _search_index(self, verifier, rank: str) -> GalleryIndex:
+    def search_index(self, verifier, rank: str) -> GalleryIndex:
         """The model's embeddings to rank against; GalleryError when there are none."""
         if rank not in RANKINGS:
             raise GalleryError(f"Unknown ranking {rank!r}; choose from {', '.join(RANKINGS)}.")
@@ -246,7 +246,7 @@ class Gallery(GalleryStore):
     def identify(self, verifier, image, *, top: int = 5, rank: str = "min", k: int = 3,
                  threshold: float | None = None, face_policy: str = "largest", bgr: bool = False) -> Identification:
         """Rank the enrolled identities for a probe image (see :class:`GalleryIndex`)."""
-        index = self._search_index(verifier, rank)
+        index = self.search_index(verifier, rank)
         arr, info = verifier.prepare(image, face_policy=face_policy, bgr=bgr)
         q = verifier.embed_prepared([arr])[0].numpy()
         t = verifier.threshold if threshold is None else float(threshold)
@@ -264,7 +264,7 @@ class Gallery(GalleryStore):
         gets no ranking, only its ``issue``. No face detected (or not a face model): one
         result for the whole image, the same answer as :meth:`identify`.
         """
-        index = self._search_index(verifier, rank)
+        index = self.search_index(verifier, rank)
         a = verifier.analyse_faces(image, bgr=bgr)
         t = verifier.threshold if threshold is None else float(threshold)
         emb = a.embeddings.numpy()
