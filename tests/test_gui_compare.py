@@ -280,6 +280,25 @@ def test_face_mode_with_and_without_a_face(qtbot, tiny_model, face_model, images
     state.wait()
 
 
+def test_no_verdict_without_a_face_and_the_whole_image_button(qtbot, face_model, images):
+    state = _loaded_state(qtbot, face_model)
+    t = shown_compare_tab(qtbot, state, 1100)
+    assert not t.panel.whole_button.isVisible()
+    assert load_pair(qtbot, t, images["face"], images["noface"]) is True
+    assert t.result.same is None and t.result.missing_faces == ("B",)
+    assert t.verdict_text() == "No face in image B" and "SAME" not in t.verdict_text()
+    assert "no verdict" in t.panel.detail_label.text() and f"{t.result.distance:.4f}" in t.panel.detail_label.text()
+    assert t.panel.whole_button.isVisible()
+    t.set_threshold(1e5)  # moving the threshold does not make a verdict
+    assert t.verdict_text() == "No face in image B" and t.result.same is None
+    with qtbot.waitSignal(t.comparison_finished, timeout=WAIT):
+        qtbot.mouseClick(t.panel.whole_button, Qt.MouseButton.LeftButton)
+    assert t.face_policy == "whole" and t.result.same is True and t.verdict_text() == "✓ SAME"
+    assert not t.panel.whole_button.isVisible()
+    t.shutdown()
+    state.wait()
+
+
 def test_best_face_mode_names_the_matching_face(qtbot, images, tmp_path):
     """The bundled face model: the best-matching face of a group decides, and it is drawn and named."""
     from siamgui.core.resources import bundled_model_path

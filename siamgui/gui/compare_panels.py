@@ -54,6 +54,9 @@ class ResultPanel(QWidget):
         self.notes_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.open_model_button = QPushButton("Open model file…")
         self.open_model_button.setVisible(False)
+        self.whole_button = QPushButton("Compare whole images")
+        self.whole_button.setToolTip("No face was found: compare the whole images instead (no face detection)")
+        self.whole_button.setVisible(False)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 0)
@@ -61,6 +64,7 @@ class ResultPanel(QWidget):
         lay.addWidget(self.verdict_label)
         lay.addWidget(self.detail_label)
         lay.addWidget(self.bar)
+        lay.addWidget(self.whole_button)
         lay.addSpacing(8)
         lay.addWidget(thr)
         lay.addLayout(face_row)

@@ -127,6 +127,7 @@ class CompareTab(QWidget):
         self.panel.reset_button.clicked.connect(self.reset_threshold)
         self.face_combo.currentIndexChanged.connect(lambda _i: self.request_comparison())
         self.panel.open_model_button.clicked.connect(self.open_model_requested)
+        self.panel.whole_button.clicked.connect(lambda: self.set_face_policy("whole"))
         self.swap_button.clicked.connect(self.swap)
         self.camera_toggle.toggled.connect(self.show_camera_panel)
         self.start_button.clicked.connect(self._on_start_clicked)
@@ -244,8 +245,7 @@ class CompareTab(QWidget):
             self.state.set_threshold(t)
         if self.result is not None:
             # the distance does not depend on the threshold: re-evaluate without a forward pass
-            self.result.threshold = t
-            self.result.same = self.result.distance < t
+            self.result.apply_threshold(t)
             self._show_result(self.result)
 
     def _update_reset_button(self) -> None:
@@ -322,8 +322,7 @@ class CompareTab(QWidget):
             self.analysis_finished.emit(result.name)
             return
         self._pending_req = -1
-        result.threshold = self.threshold
-        result.same = result.distance < result.threshold
+        result.apply_threshold(self.threshold)
         self.result = result
         face_mode = bool(self.verifier and self.verifier.face_mode)
         for slot, info, arr in zip((self.slot_a, self.slot_b), result.faces, result.inputs):
@@ -351,6 +350,7 @@ class CompareTab(QWidget):
         return self.verdict_label.text()
 
     def _set_verdict(self, text: str, colour: str | None) -> None:
+        self.panel.whole_button.setVisible(False)  # offered only by a result without a face
         self.verdict_label.setText(text)
         if colour:
             self.verdict_label.setStyleSheet(f"background: {colour}; color: white; border-radius: 6px; padding: 6px;")
@@ -385,6 +385,9 @@ class CompareTab(QWidget):
         self._set_notes("")
 
     def _show_result(self, result) -> None:
+        if not result.has_verdict:
+            self._show_no_face(result)
+            return
         if result.same:
             self._set_verdict("✓ SAME", BLUE)
             relation = "<"
@@ -399,6 +402,16 @@ class CompareTab(QWidget):
         self.panel.detail_label.setText(detail)
         self.panel.bar.set_values(result.distance, result.threshold)
         self._set_notes("\n".join(result.notes), warn=bool(result.notes))
+
+    def _show_no_face(self, result) -> None:
+        """No SAME/DIFFERENT: which image has no face, the distance for information, and the way out."""
+        which = " and ".join(f"image {x}" for x in result.missing_faces)
+        self._set_verdict(f"No face in {which}", None)
+        self.panel.detail_label.setText(f"distance {result.distance:.4f} (for information only: no verdict "
+                                        "without a face)")
+        self.panel.bar.set_values(None, result.threshold)
+        self.panel.whole_button.setVisible(True)
+        self._set_notes("\n".join([result.no_face_message(), *result.notes]), warn=True)
 
     # -- camera ------------------------------------------------------------------------------
     def show_camera_panel(self, on: bool = True) -> None:
