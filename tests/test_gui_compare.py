@@ -299,6 +299,23 @@ def test_no_verdict_without_a_face_and_the_whole_image_button(qtbot, face_model,
     state.wait()
 
 
+def test_each_slot_shows_its_face_quality(qtbot, face_model, images, tmp_path):
+    sharp = tmp_path / "sharp.png"
+    grain = np.random.default_rng(0).normal(0, 6, (200, 200, 3))
+    cv2.imwrite(str(sharp), np.clip(draw_face(200) + grain, 0, 255).astype(np.uint8))
+    state = _loaded_state(qtbot, face_model)
+    t = shown_compare_tab(qtbot, state, 1100)
+    with qtbot.waitSignal(t.analysis_finished, timeout=WAIT):
+        t.slot_a.set_image_path(images["face"])  # one image: analysed at once, quality included
+    assert "Quality: poor (blurred" in t.slot_a.face_label.text() and t.slot_a.face_label.text().startswith("⚠")
+    with qtbot.waitSignal(t.comparison_finished, timeout=WAIT):
+        t.slot_b.set_image_path(sharp)
+    assert "Quality: good" in t.slot_b.face_label.text() and t.slot_b.face_label.text().startswith("✓")
+    assert t.result.quality[0] is not None and not t.result.quality[0].good and t.result.quality[1].good
+    t.shutdown()
+    state.wait()
+
+
 def test_best_face_mode_names_the_matching_face(qtbot, images, tmp_path):
     """The bundled face model: the best-matching face of a group decides, and it is drawn and named."""
     from siamgui.core.resources import bundled_model_path

@@ -70,6 +70,9 @@ class Comparison:
     #: "A" and/or "B": the images in which a face model found no face (the aligner fell back
     #: to the centre of the image); then :attr:`same` is None. Empty with ``face_policy="whole"``.
     missing_faces: tuple[str, ...] = ()
+    #: Per image the face's quality (:class:`~siamgui.core.face.quality.FaceQuality` or None), for
+    #: callers that judge it (:func:`~siamgui.core.face.quality.assess_source`); compare leaves it unset.
+    quality: tuple = (None, None)
 
     @property
     def has_verdict(self) -> bool:

@@ -20,19 +20,32 @@ VIDEO_FILTER = "Videos (*.avi *.mp4 *.mkv *.mov *.webm *.mjpg *.mjpeg);;All file
 
 
 class SlotAnalysis:
-    """The result of analysing the only image present (slot ``name``)."""
+    """The result of analysing the only image present (slot ``name``), with its face quality."""
 
-    def __init__(self, name: str, analysis):
-        self.name, self.analysis = name, analysis
+    def __init__(self, name: str, analysis, quality=None):
+        self.name, self.analysis, self.quality = name, analysis, quality
+
+
+def _quality(verifier, image, face):
+    """The face's quality (None: not a face model, or nothing to judge)."""
+    if not verifier.face_mode or face is None:
+        return None
+    from siamgui.core.face.quality import assess_source
+
+    return assess_source(image, face)
 
 
 def _compare_job(verifier, image_a, image_b, face_policy: str, threshold: float):
     """Runs in the worker thread: the comparison, or with one image missing the other's
-    analysis (faces found, the model's input; its embedding is kept for the comparison)."""
+    analysis (faces found, the model's input; its embedding is kept for the comparison);
+    each face's quality is judged here too."""
     if image_a is None or image_b is None:
         name, image = ("B", image_b) if image_a is None else ("A", image_a)
-        return SlotAnalysis(name, verifier.analyse(image, face_policy=face_policy))
-    return verifier.compare(image_a, image_b, threshold=threshold, face_policy=face_policy)
+        analysis = verifier.analyse(image, face_policy=face_policy)
+        return SlotAnalysis(name, analysis, _quality(verifier, image, analysis.face))
+    result = verifier.compare(image_a, image_b, threshold=threshold, face_policy=face_policy)
+    result.quality = (_quality(verifier, image_a, result.faces[0]), _quality(verifier, image_b, result.faces[1]))
+    return result
 
 
 class CompareTab(QWidget):
@@ -318,15 +331,15 @@ class CompareTab(QWidget):
         if isinstance(result, SlotAnalysis):
             slot = self.slot_a if result.name == "A" else self.slot_b
             a = result.analysis
-            slot.set_analysis(a.face, a.input, bool(self.verifier and self.verifier.face_mode))
+            slot.set_analysis(a.face, a.input, bool(self.verifier and self.verifier.face_mode), result.quality)
             self.analysis_finished.emit(result.name)
             return
         self._pending_req = -1
         result.apply_threshold(self.threshold)
         self.result = result
         face_mode = bool(self.verifier and self.verifier.face_mode)
-        for slot, info, arr in zip((self.slot_a, self.slot_b), result.faces, result.inputs):
-            slot.set_analysis(info, arr, face_mode)
+        for slot, info, arr, q in zip((self.slot_a, self.slot_b), result.faces, result.inputs, result.quality):
+            slot.set_analysis(info, arr, face_mode, q)
         self._show_result(result)
         self.comparison_finished.emit(True)
 

@@ -29,6 +29,11 @@ def compact_button(text: str, tooltip: str = "") -> QPushButton:
     return b
 
 
+def quality_text(quality) -> str:
+    """A FaceQuality in a few words: "Quality: good" or "Quality: poor (blurred; too dark)"."""
+    return "Quality: good" if quality.good else "Quality: poor (" + "; ".join(quality.reasons) + ")"
+
+
 class ImageSlot(QGroupBox):
     """Holds one image (an upright RGB PIL image) and shows it with face boxes and the model's input.
 
@@ -147,8 +152,9 @@ class ImageSlot(QGroupBox):
         self.face_label.setVisible(False)
         self.input_row.setVisible(False)
 
-    def set_analysis(self, face_info, model_input: np.ndarray | None, face_mode: bool) -> None:
-        """Draw detected faces (the used one solid, others dashed) and show the model's input."""
+    def set_analysis(self, face_info, model_input: np.ndarray | None, face_mode: bool, quality=None) -> None:
+        """Draw detected faces (the used one solid, others dashed), say the face's ``quality``
+        (a FaceQuality, when judged) and show the model's input."""
         overlays = []
         if face_info is not None:
             # every face of a best-face comparison is numbered (as in the verdict's "face 2 of B")
@@ -164,8 +170,11 @@ class ImageSlot(QGroupBox):
         self.view.set_overlays(overlays)
         self.view.set_points(face_info.landmarks if face_info is not None and face_info.mode == "face" else [])
         if face_mode and face_info is not None:
-            warn = face_info.count != 1 or face_info.mode != "face"
-            self.face_label.setText(("⚠ " if warn else "✓ ") + face_info.message())
+            warn = face_info.count != 1 or face_info.mode != "face" or (quality is not None and not quality.good)
+            text = face_info.message()
+            if quality is not None:
+                text += "\n" + quality_text(quality)
+            self.face_label.setText(("⚠ " if warn else "✓ ") + text)
             self.face_label.setStyleSheet(f"color: {ORANGE};" if warn else "")
             self.face_label.setVisible(True)
         else:
