@@ -116,6 +116,14 @@ class CameraPanel(QGroupBox):
         self.start_button.setMinimumWidth(self.start_button.fontMetrics().horizontalAdvance("Stop Start") + 10)
         self.capture_a_button = compact_button("→ A", "Capture the current frame into image A")
         self.capture_b_button = compact_button("→ B", "Capture the current frame into image B")
+        self.live_button = compact_button("Verify live against A",
+                                          "Compare every new camera frame's main face with image A (smoothed "
+                                          "over the last half second)")
+        self.live_button.setCheckable(True)
+        self.live_label = QLabel("")
+        self.live_label.setWordWrap(True)
+        self.live_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.live_label.setVisible(False)
         cl = QVBoxLayout(self)
         src_row = QHBoxLayout()
         src_row.addWidget(self.source_combo, 1)
@@ -130,6 +138,8 @@ class CameraPanel(QGroupBox):
         cap_row.addWidget(self.capture_a_button)
         cap_row.addWidget(self.capture_b_button)
         cl.addLayout(cap_row)
+        cl.addWidget(self.live_button)
+        cl.addWidget(self.live_label)
         self.setVisible(False)
 
     def show_cameras(self, indices) -> None:

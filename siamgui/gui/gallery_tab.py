@@ -378,7 +378,7 @@ class GalleryTab(QWidget):
             self.remove_example(example_id)
 
     def _on_capture_clicked(self) -> None:
-        frame = self.camera_view.current_frame()
+        frame, _quality = self.camera_view.best_recent_frame()  # the best of the last second when faces are judged
         if frame is None:
             self.show_error("Start the camera first; the current frame is what gets enrolled.")
             return

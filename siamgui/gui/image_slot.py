@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPus
                                QWidget)
 
 from siamgui.core.errors import ImageError
+from siamgui.core.face.live import quality_text
 from siamgui.core.images import IMAGE_EXTENSIONS, load_image
 from siamgui.gui.image_view import (ORANGE, SKY_BLUE, ImageView, Overlay, array_to_qimage, pil_to_qimage,
                                     qimage_to_array)
@@ -27,11 +28,6 @@ def compact_button(text: str, tooltip: str = "") -> QPushButton:
     b.setMinimumWidth(b.fontMetrics().horizontalAdvance(text) + 20)
     b.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Fixed)
     return b
-
-
-def quality_text(quality) -> str:
-    """A FaceQuality in a few words: "Quality: good" or "Quality: poor (blurred; too dark)"."""
-    return "Quality: good" if quality.good else "Quality: poor (" + "; ".join(quality.reasons) + ")"
 
 
 class ImageSlot(QGroupBox):
