@@ -1,6 +1,6 @@
 """Live verification speed: verdicts per second of "Verify live against A" on a generated video.
 
-    .venv/bin/python bench/live_verify.py [--frames 150] [--rounds 3] [--json bench/results/live_verify.json]
+    .venv/bin/python bench/live_verify.py [--frames 150] [--rounds 3] [--threads N] [--json bench/results/live_verify.json]
 
 The video (``bench.common.make_video``: 640x480 MJPG, an LFW face moving across a plain
 background; a drawn circle without LFW, and then no verdicts) is read with the camera
@@ -70,7 +70,12 @@ def main(argv=None) -> int:
     p.add_argument("--frames", type=int, default=150, help="frames per round (default 150; the video has as many)")
     p.add_argument("--rounds", type=int, default=3)
     p.add_argument("--json", help="also write the figures to this file")
+    p.add_argument("--threads", type=int, help="torch threads (default: torch's, one per core)")
     args = p.parse_args(argv)
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
 
     from siamgui.core.verifier import Verifier
 
@@ -86,8 +91,10 @@ def main(argv=None) -> int:
         verifier = Verifier(None)
         one_round(verifier, reference, str(video), 10)  # warm-up: model, detector, liveness loaded
         rounds = [one_round(verifier, reference, str(video), args.frames) for _ in range(args.rounds)]
+    import torch
+
     out = {"frames": args.frames, "rounds": args.rounds, "precision": verifier.precision_choice.name,
-           "reference": reference}
+           "threads": torch.get_num_threads(), "reference": reference}
     out.update(summary("verdicts_per_s", [r["verdicts_per_s"] for r in rounds], 1))
     out.update(summary("same_share", [r["same_share"] for r in rounds], 3))
     out.update(summary("face_share", [r["face_share"] for r in rounds], 3))

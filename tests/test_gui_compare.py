@@ -520,6 +520,7 @@ def test_preview_judges_the_face_and_capture_takes_the_best_recent_frame(qtbot, 
     assert "Quality: " in text and "Liveness hint (MiniFASNet, Silent-Face): " in text
     j = view.last_judgement
     assert j.box is not None and j.quality is not None and 0.0 <= j.liveness.score_real <= 1.0
+    assert [o.label for o in view.view.overlays()] in (["good"], ["poor"]), "the main face's box says its quality"
     judge = view._feed.judge
     start, runs0 = __import__("time").monotonic(), judge.liveness_runs
     qtbot.wait(1200)

@@ -294,7 +294,13 @@ class CameraView(QWidget):
         self.stopped.emit(message)
 
     def _redraw_overlays(self) -> None:
-        faces = [Overlay(tuple(b), SKY_BLUE, "", 3.0) for b in self.last_boxes] if self._detect_faces else []
+        j = self.last_judgement
+        judged = tuple(j.box) if j is not None and j.box is not None and j.quality is not None else None
+
+        def label(box) -> str:  # the main face's box says its quality
+            return j.quality.verdict if judged is not None and tuple(box) == judged else ""
+
+        faces = [Overlay(tuple(b), SKY_BLUE, label(b), 3.0) for b in self.last_boxes] if self._detect_faces else []
         self.view.set_overlays(faces + self._overlays)
 
     # -- pause while hidden ----------------------------------------------------------------
