@@ -85,6 +85,19 @@ def test_a_real_face_against_no_face(face_verifier, pics):
     assert face_verifier.compare(photo, LFW_ROOT / "George_W_Bush" / "George_W_Bush_0002.jpg").same is not None
 
 
+SIGNATURES = LFW_ROOT.parent.parent / "signatures" / "test" / "w085_n05"
+
+
+@pytest.mark.skipif(not SIGNATURES.is_dir(), reason="signatures not in ../shared/data")
+def test_two_signatures_get_no_verdict_from_the_face_model(capsys):
+    """The issue's case: two handwritten signatures compared with the bundled face model."""
+    a, b = SIGNATURES / "m1.png", SIGNATURES / "m2.png"
+    assert main(["compare", str(a), str(b), "--precision", "float32"]) == 2
+    cap = capsys.readouterr()
+    line = one_line(cap.err)
+    assert "m1.png (image A) and" in line and "m2.png (image B)" in line and cap.out == ""
+
+
 # -- the CLI ---------------------------------------------------------------------------------------------
 def test_cli_compare_without_a_face_exits_2(pics, capsys):
     base = ["compare", str(pics["face"]), str(pics["gradient"]), "--precision", "float32"]
