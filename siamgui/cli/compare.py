@@ -32,6 +32,10 @@ def run(args) -> int:
         raise UsageError("compare: give two images A B, or --pairs PAIRS.csv --out RESULTS.csv")
     verifier = open_verifier(args)
     result = verifier.compare(args.a, args.b, face_policy=args.face)
+    if result.missing_faces:  # no verdict: one line, nothing on stdout (--json too; docs/cli.md)
+        named = " and ".join(f"{args.a if x == 'A' else args.b} (image {x})" for x in result.missing_faces)
+        raise UsageError(f"no face found in {named}, so no verdict; use --face whole to compare the whole images")
+    quality = _qualities(args, result) if verifier.face_mode else [None, None]
     for msg in result.notes:
         note(msg)
     best = result.faces_used is not None
@@ -39,7 +43,8 @@ def run(args) -> int:
         out = {"distance": result.distance, "threshold": result.threshold, "same": result.same,
                "model": str(verifier.path), "device": verifier.device.type,
                "precision": verifier.precision_choice.name,
-               "faces": [None if f is None else f.count for f in result.faces]}
+               "faces": [None if f is None else f.count for f in result.faces],
+               "quality": [None if q is None else q.to_dict() for q in quality]}
         if best:
             out.update(faces_used=list(result.faces_used), face_distances=result.face_distances,
                        face_boxes=list(result.face_boxes))
@@ -51,6 +56,9 @@ def run(args) -> int:
             for label, k, boxes in zip("AB", result.faces_used, result.face_boxes):
                 where = "the whole image's answer (no face)" if boxes[k] is None else f"box {boxes[k]}"
                 print(f"face {label}    {k + 1} of {len(boxes)}, {where}")
+        for label, q in zip("AB", quality):
+            if q is not None and not q.good:
+                print(f"quality {label} poor: {', '.join(q.reasons)}")
     return EXIT_OK
 
 
@@ -72,3 +80,10 @@ def run_pairs(args) -> int:
     except KeyboardInterrupt:
         return interrupted_batch(batch)
     return finish_batch(args, batch, "rows", "pair(s) could not be compared")
+
+
+def _qualities(args, result) -> list:
+    """Per image the face's quality (FaceQuality), None where nothing was judged."""
+    from siamgui.core.face.quality import assess_source
+
+    return [assess_source(path, info) for path, info in zip((args.a, args.b), result.faces)]

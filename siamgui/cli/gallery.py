@@ -17,6 +17,8 @@ from siamgui.cli.common import (EXIT_OK, Parser, UsageError, add_batch_options, 
 
 #: siamgui.core.face.multi.MAX_FACES (not imported: parsing stays free of the engine)
 MAX_FACES = 32
+ALLOW_POOR_HELP = ("face models: also enrol faces judged poor (blurred, small, sideways, badly exposed, "
+                   "or no face found); by default they are refused (docs/quality.md)")
 
 
 def add_parser(sub, shared) -> None:
@@ -33,11 +35,14 @@ def add_parser(sub, shared) -> None:
     a.add_argument("name", metavar="NAME")
     a.add_argument("images", nargs="+", metavar="IMAGE")
     a.add_argument("--notes", help="free text kept with the identity")
-    a.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
+    a.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images and poor faces instead of failing")
+    a.add_argument("--allow-poor", action="store_true", help=ALLOW_POOR_HELP)
     a.set_defaults(func=cmd_add)
 
     i = gsub.add_parser("import", help="add one identity per sub-folder of DIR", parents=with_face)
     i.add_argument("data_dir", metavar="DIR")
+    i.add_argument("--allow-poor", action="store_true", help=ALLOW_POOR_HELP)
     i.set_defaults(func=cmd_import)
 
     ls = gsub.add_parser("list", help="list the identities", parents=common)
@@ -93,11 +98,20 @@ def _skipped(items, quiet: bool) -> None:
         note(f"skipped {label}: {why}")
 
 
+def _min_quality(args, verifier):
+    """The quality a face must reach to be enrolled: the default thresholds, None with --allow-poor."""
+    if args.allow_poor or not verifier.face_mode or args.face == "whole":
+        return None
+    from siamgui.core.face.quality import DEFAULT_THRESHOLDS
+
+    return DEFAULT_THRESHOLDS
+
+
 def cmd_add(args) -> int:
     verifier = open_verifier(args)
     with _open(args, create=True) as g:
         res = g.enroll(verifier, args.name, args.images, notes=args.notes, face_policy=args.face,
-                       skip_bad=args.skip_bad)
+                       skip_bad=args.skip_bad, min_quality=_min_quality(args, verifier))
         _skipped(res.skipped, args.json)
         if args.json:
             print(json.dumps({"name": res.name, "added": res.added, "skipped": len(res.skipped),
@@ -114,7 +128,8 @@ def cmd_import(args) -> int:
     verifier = open_verifier(args)
     with _open(args, create=True) as g:
         res = g.import_folder(verifier, args.data_dir, face_policy=args.face,
-                              progress=progress("importing images", args.json))
+                              progress=progress("importing images", args.json),
+                              min_quality=_min_quality(args, verifier))
         _skipped(res.skipped, args.json)
         if args.json:
             print(json.dumps({"identities": res.identities, "added": res.added, "skipped": len(res.skipped),
@@ -179,6 +194,8 @@ def cmd_identify(args) -> int:
     with _open(args) as g:
         _sync(g, verifier, args.json)
         res = g.identify(verifier, args.image, top=args.top, rank=args.rank, k=args.k, face_policy=args.face)
+    if res.no_face:  # as compare: no identity claimed, one line, nothing on stdout
+        raise UsageError(f"no face found in {args.image}, so no identity; use --face whole to use the whole image")
     if verifier.face_mode and res.face is not None and (res.face.count != 1 or res.face.mode != "face"):
         note(res.face.message())
     if args.json:

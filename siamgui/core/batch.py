@@ -32,6 +32,8 @@ from siamgui.core.errors import ImageError, SiamguiError
 from siamgui.core.images import is_image_name, load_image
 
 #: The columns of ``compare --pairs`` results and of ``gallery identify --out`` results.
+#: The ``error`` cell of a row without a verdict because a face model found no face.
+NO_FACE = "no face found (no verdict; --face whole compares the whole images)"
 PAIR_COLUMNS = ("a", "b", "distance", "same", "faces", "quality", "error")
 IDENTIFY_COLUMNS = ("image", "best", "distance", "known", "candidates", "faces", "error")
 #: What to do with a results file that exists: refuse it, carry on after its rows, or replace it.
@@ -244,6 +246,8 @@ class _Image:
     quality: str = ""
     error: str = ""
     input: np.ndarray | None = None
+    #: A face model found no face (and the whole image was not asked for): no verdict, as in ``compare``.
+    no_face: bool = False
 
 
 def _faces_text(info) -> str:
@@ -262,7 +266,9 @@ def _prepare(verifier, path: str, face_policy: str) -> _Image:
     except ImageError as exc:
         return _Image(error=str(exc))
     q = assess(np.asarray(pil), info) if verifier.face_mode else None
-    return _Image(faces=_faces_text(info) if verifier.face_mode else "", quality=q.verdict if q else "", input=arr)
+    no_face = verifier.face_mode and face_policy != "whole" and (info is None or info.mode != "face")
+    return _Image(faces=_faces_text(info) if verifier.face_mode else "", quality=q.verdict if q else "", input=arr,
+                  no_face=no_face)
 
 
 def _embed_new(verifier, paths, cache: dict, face_policy: str, pool) -> int:
@@ -347,7 +353,11 @@ def run_pairs(verifier, batch: Batch, *, face_policy: str = "largest", threshold
             ia, ib = cache[a], cache[b]
             faces = f"{ia.faces};{ib.faces}" if ia.faces or ib.faces else ""
             quality = f"{ia.quality};{ib.quality}" if ia.quality or ib.quality else ""
-            if i in dist:
+            if i in dist and (ia.no_face or ib.no_face):  # the distance for information, no verdict
+                errors += 1
+                which = " and ".join(k for k, im in (("a", ia), ("b", ib)) if im.no_face)
+                lines.append([ra, rb, f"{dist[i]:.6f}", "", faces, quality, f"{NO_FACE} in {which}"])
+            elif i in dist:
                 lines.append([ra, rb, f"{dist[i]:.6f}", int(dist[i] < t), faces, quality, ""])
             else:
                 errors += 1
@@ -378,6 +388,10 @@ def run_identify(verifier, gallery, batch: Batch, *, top: int = 5, rank: str = "
                 continue
             res = index.identify(im.embedding, t, top, rank, k)
             cands = ";".join(f"{c.name}:{c.distance:.6f}" for c in res.candidates)
+            if im.no_face:  # the ranking for information, no identity claimed
+                errors += 1
+                lines.append([p, "", f"{res.distance:.6f}", "", cands, im.faces, NO_FACE])
+                continue
             lines.append([p, res.best or "", f"{res.distance:.6f}", int(res.known), cands, im.faces, ""])
         return lines, errors
 

@@ -7,7 +7,7 @@ from typing import Callable
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar,
+from PySide6.QtWidgets import (QCheckBox, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar,
                                QPushButton, QVBoxLayout, QWidget)
 
 #: Side of an example thumbnail, in pixels.
@@ -76,6 +76,10 @@ class IdentitiesPanel(QGroupBox):
         self.examples_list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.examples_list.setMaximumHeight(THUMB * 2 + 30)
         self.remove_example_button = QPushButton("Remove example")
+        self.allow_poor_check = QCheckBox("Allow poor-quality faces")
+        self.allow_poor_check.setToolTip("Face models: also enrol blurred, tiny, sideways or badly exposed faces, "
+                                         "and photos without a face (refused by default; they give unreliable "
+                                         "matches)")
 
         ll = QVBoxLayout(self)
         ll.addWidget(self.ident_list, 1)
@@ -88,6 +92,7 @@ class IdentitiesPanel(QGroupBox):
         row2.addStretch(1)
         ll.addLayout(row1)
         ll.addLayout(row2)
+        ll.addWidget(self.allow_poor_check)
         ll.addWidget(QLabel("Examples"))
         ll.addWidget(self.examples_list)
         ll.addWidget(self.remove_example_button, 0, Qt.AlignmentFlag.AlignLeft)
