@@ -65,8 +65,9 @@ class Fit:
         self.mem_format = (torch.channels_last if (cfg.channels_last and device.type == "cpu")
                            else torch.contiguous_format)
         network.to(memory_format=self.mem_format)
-        self.sampler = objective.sampler(data.train_labels, int(cfg.batch_size), np.random.default_rng(cfg.seed))
-        va, vb, v_dis = fixed_pairs(data.val_labels, cfg.val_pairs, cfg.seed + 1)
+        self.sampler = objective.sampler(data.train_labels, int(cfg.batch_size), np.random.default_rng(cfg.seed),
+                                         data.train_forgery_of)
+        va, vb, v_dis = fixed_pairs(data.val_labels, cfg.val_pairs, cfg.seed + 1, data.val_forgery_of)
         self.val_pairs, self.val_same = (va, vb), v_dis == 0
         self.augment = Augmenter(preprocessor.spec, seed=cfg.seed) if cfg.augment else None
         self.opt = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=cfg.lr,
