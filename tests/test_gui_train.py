@@ -367,3 +367,20 @@ def test_scripted_run(qtbot, tab, shapes, tmp_path):
     from siamgui.gui.train_settings import open_settings
 
     assert open_settings().value("train/epochs") is None  # a scripted run leaves the user's settings alone
+
+
+def test_amount_of_training_and_eta_text(make_tab):
+    from siamgui.core.training import Step
+
+    tab = make_tab()
+    f = tab.settings_form
+    assert f.epochs.text() == "auto" and f.max_minutes.text() == "default"
+    cfg = f.config("/data")
+    assert cfg.epochs is None and cfg.time_budget_s is None and cfg.resolved().automatic_plan
+    f.epochs.setValue(4)
+    f.max_minutes.setValue(2.5)
+    cfg = f.config("/data")
+    assert (cfg.epochs, cfg.time_budget_s) == (4, 150.0)
+    step = Step(1, 4, 3, 10, 3, 40, 0.5, 0.5, 1e-3, 100.0, 130.0)
+    tab.run_panel.show_progress(step, None, 100.0, paused=False, stopping=False)
+    assert "about 2 min left" in tab.run_panel.status_label.text()
