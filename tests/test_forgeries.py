@@ -110,3 +110,18 @@ def test_training_uses_forgeries_and_says_so(forged_dir, tmp_path):
     assert isinstance(events[-1], Finished) and result is not None
     data = result.meta["training"]["data"]
     assert (data["classes"], data["forgery_images"]) == (8, 5)
+
+
+def test_folder_evaluation_pairs_use_forgeries_as_impostors(forged_dir):
+    from siamgui.core.evaluation.run import pairs_from_folder
+
+    ps = pairs_from_folder(forged_dir, num_pairs=400, seed=0)
+    ds = scan_folder(forged_dir)
+    owner = {p: ds.classes[c] for p, c in ds.forgeries}
+    genuine_class = {p: ds.classes[c] for p, c in ds.samples}
+    with_forg = [(a, b, same) for a, b, same in ps.pairs if a in owner or b in owner]
+    assert with_forg and not any(same for _, _, same in with_forg)
+    for a, b, _ in with_forg:
+        forgery, genuine = (a, b) if a in owner else (b, a)
+        assert genuine_class[genuine] == owner[forgery]
+    assert "5 skilled forgeries" in ps.note
