@@ -24,16 +24,25 @@ def test_automatic_plan_only_without_epochs():
     assert tuned.min_steps is None and not tuned.automatic_plan
 
 
-def test_small_folder_gets_enough_steps_and_the_budget_stops_it(shapes_dir):
-    cfg = TrainConfig(str(shapes_dir), time_budget_s=3.0, pairs_per_epoch=32, **TINY)
+def test_small_folder_gets_longer_epochs_for_enough_steps(shapes_dir):
+    events = train(TrainConfig(str(shapes_dir), pairs_per_epoch=32, **TINY))
+    first = next(e for e in events if isinstance(e, Step))
+    events.close()  # the plan is known at the first step
+    assert first.steps_per_epoch == math.ceil(AUTO_MIN_STEPS / first.epochs) > 32 // 8
+    assert first.total_steps >= AUTO_MIN_STEPS
+
+
+def test_the_budget_stops_training_and_a_model_is_kept(shapes_dir):
+    # far more steps than 2 s allow on any machine, so the budget is what stops it
+    cfg = TrainConfig(str(shapes_dir), time_budget_s=2.0, min_steps=200_000, pairs_per_epoch=32, **TINY)
     events = list(train(cfg))
     steps = [e for e in events if isinstance(e, Step)]
-    assert steps[0].steps_per_epoch >= math.ceil(AUTO_MIN_STEPS / steps[0].epochs) > 32 // 8
-    assert steps[-1].global_step < steps[0].total_steps  # stopped by the budget, not the plan
-    assert any("automatic plan" in e.message for e in events if isinstance(e, Log))
-    assert any("Time budget" in e.message and "outside the budget" in e.message for e in events if isinstance(e, Log))
+    assert steps[-1].global_step < steps[0].total_steps
+    logs = [e.message for e in events if isinstance(e, Log)]
+    assert any("automatic plan" in m for m in logs)
+    assert any("Time budget" in m and "outside the budget" in m for m in logs)
     fin = events[-1]
-    assert isinstance(fin, Finished) and fin.result is not None
+    assert isinstance(fin, Finished) and fin.result is not None and fin.result.meta["training"]["epochs_run"] == 1
 
 
 def test_eta_is_present_and_falls(shapes_dir):
@@ -41,7 +50,7 @@ def test_eta_is_present_and_falls(shapes_dir):
     events = list(train(cfg))
     etas = [e.eta_s for e in events if isinstance(e, Step)]
     assert len(etas) == 60 and all(e is not None and e >= 0 for e in etas)
-    assert etas[0] > etas[len(etas) // 2] > etas[-1] == 0.0
+    assert etas[5] > etas[45] > etas[-1] == 0.0  # a 4x margin either side: timing noise cannot flip it
     epoch_etas = [e.eta_s for e in events if isinstance(e, Epoch)]
     assert epoch_etas[0] > 0 and epoch_etas[-1] == 0.0
 
