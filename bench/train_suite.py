@@ -131,8 +131,14 @@ def _lfw_folder(work: Path, max_per_identity: int = 10) -> tuple[Path, list, str
 def _lfw(init: str | None):
     def prepare(work: Path) -> Prepared:
         folder, pairs, note = _lfw_folder(work)
-        return Prepared(folder, {"devtest": pairs}, note + ("; siamgui fine-tunes the bundled model" if init else ""),
-                        {"init": init} if init else {})
+        if not init:
+            return Prepared(folder, {"devtest": pairs}, note)
+        # fine-tuning has no automatic plan (3 epochs of the whole folder would take the better part of an
+        # hour here): it gets the automatic plan's default budget, --init bundled --max-minutes 5
+        from siamgui.core.training.config import AUTO_BUDGET_MIN
+
+        return Prepared(folder, {"devtest": pairs}, note + "; siamgui fine-tunes the bundled model",
+                        {"init": init, "time_budget_s": AUTO_BUDGET_MIN * 60.0})
 
     return prepare
 
@@ -177,7 +183,10 @@ def run_siamgui(train_dir: Path, out: Path, budget_minutes: float | None, option
     """``siamgui train DIR --out OUT`` (plus ``--max-minutes`` when given), in this process; returns its record."""
     from siamgui.core.training import Finished, TrainConfig, train
 
-    cfg = TrainConfig(str(train_dir), time_budget_s=budget_minutes * 60.0 if budget_minutes else None, **options)
+    options = dict(options)
+    if budget_minutes:
+        options["time_budget_s"] = budget_minutes * 60.0
+    cfg = TrainConfig(str(train_dir), **options)
     t0 = time.perf_counter()
     result = None
     for ev in train(cfg):
