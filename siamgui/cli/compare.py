@@ -28,7 +28,7 @@ def add_parser(sub, shared) -> None:
 def run(args) -> int:
     if args.pairs or args.out or args.resume or args.overwrite:
         return run_pairs(args)
-    if not (args.a and args.b):
+    if args.a is None or args.b is None:  # an empty path is the image's own error ("empty path")
         raise UsageError("compare: give two images A B, or --pairs PAIRS.csv --out RESULTS.csv")
     verifier = open_verifier(args)
     result = verifier.compare(args.a, args.b, face_policy=args.face)
@@ -66,7 +66,7 @@ def run_pairs(args) -> int:
     """``compare --pairs PAIRS.csv --out RESULTS.csv [--resume | --overwrite]``."""
     if not (args.pairs and args.out):
         raise UsageError("compare: --pairs PAIRS.csv and --out RESULTS.csv go together")
-    if args.a or args.b:
+    if args.a is not None or args.b is not None:
         raise UsageError("compare: give two images A B, or --pairs, not both")
     if args.face == "best":
         raise UsageError("compare --pairs takes --face largest or whole, not best")
