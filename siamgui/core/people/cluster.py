@@ -103,7 +103,7 @@ class ClusterResult:
         parts = [f"{len(self.clusters)} people", f"{len(self.unsorted)} unsorted face(s)"]
         if self.skipped:
             parts.append(f"{len(self.skipped)} file(s) skipped")
-        return (f"{self.face_count} face(s) in {self.photos} photo(s): " + ", ".join(parts)
+        return (f"{self.face_count} face(s) in {self.photos - len(self.skipped)} readable photo(s): " + ", ".join(parts)
                 + f" ({self.embedded} photo(s) embedded now, the rest from the cache).")
 
 
