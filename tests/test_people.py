@@ -42,11 +42,11 @@ def _same_partition(labels, truth):
     return got == want and set(np.flatnonzero(labels < 0)) == set(np.flatnonzero(truth < 0))
 
 
-@pytest.mark.parametrize("method", ["agglomerative", "dbscan"])
+@pytest.mark.parametrize("method", ["agglomerative", "chunked", "dbscan"])
 @pytest.mark.parametrize("distance, threshold", [("euclidean", 0.6), ("cosine", 0.3)])
 def test_clustering_finds_known_groups_and_outliers(method, distance, threshold):
     x, truth = _groups()
-    labels, used = cluster_labels(x, threshold, distance, method=method)
+    labels, used = cluster_labels(x, threshold, distance, method=method, chunk=4)
     assert used == method
     assert _same_partition(labels, truth), (labels, truth)
 
@@ -59,13 +59,17 @@ def test_clustering_merges_everything_below_a_huge_threshold_and_nothing_below_z
     assert (labels == -1).all()
 
 
-def test_auto_switches_to_dbscan_above_the_limit(monkeypatch):
+def test_auto_clusters_in_chunks_above_the_limit(monkeypatch):
     from siamgui.core.people import cluster
 
-    x, truth = _groups()
+    x, truth = _groups(per=(9, 7, 5), outliers=3)
     monkeypatch.setattr(cluster, "AGGLOMERATIVE_MAX", 5)
+    calls = []
+    real = cluster._agglomerative
+    monkeypatch.setattr(cluster, "_agglomerative", lambda rows, *a: calls.append(len(rows)) or real(rows, *a))
     labels, used = cluster_labels(x, 0.6, "euclidean")
-    assert used == "dbscan" and _same_partition(labels, truth)
+    assert used == "chunked" and _same_partition(labels, truth)
+    assert max(calls) <= 5 and len(calls) > 5  # never more than a chunk at once
 
 
 def test_group_orders_clusters_largest_first():

@@ -7,7 +7,7 @@ import os
 
 from siamgui.cli.common import EXIT_OK, UsageError, finite_float, note, open_verifier, progress
 
-METHODS = ("auto", "agglomerative", "dbscan")  # siamgui.core.people.cluster.METHODS (no sklearn import to parse)
+METHODS = ("auto", "agglomerative", "chunked", "dbscan")  # siamgui.core.people.cluster.METHODS (no sklearn import to parse)
 
 
 def add_parser(sub, shared) -> None:
@@ -20,7 +20,7 @@ def add_parser(sub, shared) -> None:
                         "(a new or empty folder; the photos are never moved or changed)")
     c.add_argument("--threshold", type=finite_float, help="override the model's threshold")
     c.add_argument("--method", choices=METHODS, default="auto",
-                   help="auto (default): agglomerative up to 15,000 faces, DBSCAN above")
+                   help="auto (default): agglomerative up to 10,000 faces, chunked above (docs/people.md)")
     c.add_argument("--cache", help="face cache file (default: faces.sqlite in the app's cache folder)")
     c.set_defaults(func=run)
 

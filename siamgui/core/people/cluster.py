@@ -10,9 +10,9 @@
   photo (the whole image);
 - :func:`cluster_labels` groups the embeddings at the model's threshold with scikit-learn:
   agglomerative clustering (average linkage, the model's distance) up to
-  :data:`AGGLOMERATIVE_MAX` faces; above that, its O(n²) distance matrix would not fit in
-  memory, so DBSCAN (eps = the threshold, min_samples 2) is used, which needs only each
-  face's neighbours but chains look-alikes more readily (docs/people.md);
+  :data:`AGGLOMERATIVE_MAX` faces; above that its O(n²) distance matrix would not fit in
+  memory, so the faces are clustered in chunks of that size and the chunks' clusters are
+  joined by clustering their centroids (docs/people.md);
 - :func:`sort_folder` puts it together: clusters of two faces or more are people, faces that
   fit no one (and faces too small to judge) are "unsorted", unreadable files "skipped".
 """
@@ -36,12 +36,12 @@ from siamgui.core.people.cache import CachedFace, CachedPhoto, FaceCache
 Progress = Callable[[int, int], None]
 Cancel = Callable[[], bool]
 
-#: Above this many faces agglomerative clustering (a full distance matrix: n² / 2 doubles,
-#: 0.9 GB at 15,000) gives way to DBSCAN, whose memory grows with the neighbours only.
-AGGLOMERATIVE_MAX = 15_000
+#: Above this many faces agglomerative clustering (a distance matrix of n² / 2 doubles: 0.4 GB at
+#: 10,000, twice that for the chunks' square ones) runs on chunks of this size, then on their groups.
+AGGLOMERATIVE_MAX = 10_000
 #: Faces embedded in one forward pass.
 BATCH_FACES = 32
-METHODS = ("auto", "agglomerative", "dbscan")
+METHODS = ("auto", "agglomerative", "chunked", "dbscan")
 
 
 @dataclass
@@ -241,14 +241,17 @@ def embed_folder(verifier, root: str | os.PathLike, *, cache: FaceCache | None =
 
 
 def cluster_labels(vectors: np.ndarray, threshold: float, distance: str, *, method: str = "auto",
-                   linkage: str = "average") -> tuple[np.ndarray, str]:
+                   linkage: str = "average", chunk: int | None = None) -> tuple[np.ndarray, str]:
     """A cluster label per row of ``vectors`` (-1: fits no one) and the method used.
 
-    Agglomerative (``linkage``, ``distance_threshold`` = ``threshold``, the model's ``distance``):
-    two groups merge while their linkage distance is below the threshold, so with average
-    linkage every person's faces are on average closer than the threshold. DBSCAN
-    (``method="dbscan"``, or ``auto`` above :data:`AGGLOMERATIVE_MAX` faces): faces within the
-    threshold of each other are chained; a face with no neighbour is -1.
+    ``agglomerative`` (``linkage``, ``distance_threshold`` = ``threshold``, the model's
+    ``distance``): two groups merge while their linkage distance is below the threshold, so
+    with average linkage every person's faces are on average closer than the threshold.
+    ``chunked`` (``auto`` above ``chunk`` faces, default :data:`AGGLOMERATIVE_MAX`): the same
+    on consecutive chunks of ``chunk`` faces (folder order), then on the chunks' cluster
+    centroids, level after level, so memory stays O(chunk²). ``dbscan``: faces within the
+    threshold of each other are chained (measured to chain different people together at the
+    model's threshold: bench/README.md); kept for comparison.
     """
     if method not in METHODS:
         raise PeopleError(f"Unknown clustering method {method!r}; choose from {', '.join(METHODS)}.")
@@ -256,8 +259,9 @@ def cluster_labels(vectors: np.ndarray, threshold: float, distance: str, *, meth
         raise PeopleError(f"Cannot cluster with the distance {distance!r}.")
     x = np.asarray(vectors, dtype=np.float64)
     n = len(x)
+    chunk = int(chunk or AGGLOMERATIVE_MAX)
     if method == "auto":
-        method = "agglomerative" if n <= AGGLOMERATIVE_MAX else "dbscan"
+        method = "agglomerative" if n <= chunk else "chunked"
     if n < 2:
         return np.full(n, -1, dtype=np.int64), method
     if method == "dbscan":
@@ -269,11 +273,65 @@ def cluster_labels(vectors: np.ndarray, threshold: float, distance: str, *, meth
             eps = float(np.sqrt(2.0 * max(eps, 0.0)))
         labels = DBSCAN(eps=eps, min_samples=2, metric="euclidean").fit_predict(x)
         return labels.astype(np.int64), method
+    if method == "agglomerative":
+        return _singletons_out(_agglomerative(x, threshold, distance, linkage)), method
+    return _singletons_out(_chunked(x, threshold, distance, linkage, max(chunk, 2))), method
+
+
+def _agglomerative(x: np.ndarray, threshold: float, metric: str, linkage: str) -> np.ndarray:
     from sklearn.cluster import AgglomerativeClustering
 
-    labels = AgglomerativeClustering(n_clusters=None, distance_threshold=float(threshold), metric=distance,
-                                     linkage=linkage).fit_predict(x)
-    return _singletons_out(labels), method
+    if len(x) < 2:
+        return np.zeros(len(x), dtype=np.int64)
+    return AgglomerativeClustering(n_clusters=None, distance_threshold=float(threshold), metric=metric,
+                                   linkage=linkage).fit_predict(x).astype(np.int64)
+
+
+#: The chunked method's levels at most (each one clusters the previous level's groups).
+MAX_LEVELS = 12
+
+
+def _group_distances(mu: np.ndarray, var: np.ndarray, distance: str) -> np.ndarray:
+    """Between groups of faces (centroid ``mu``, mean squared distance to it ``var``): the mean
+    pairwise distance of their faces, from mean ||a - b||² = ||mu_a - mu_b||² + var_a + var_b.
+    Exact for the cosine distance (on unit vectors it is ||a - b||² / 2); for the euclidean
+    distance its root (the RMS, never below the mean: merges err on the side of keeping apart)."""
+    sq = (mu * mu).sum(1)
+    d2 = np.maximum(sq[:, None] + sq[None, :] - 2.0 * mu @ mu.T, 0.0) + var[:, None] + var[None, :]
+    d = d2 / 2.0 if distance == "cosine" else np.sqrt(d2)
+    np.fill_diagonal(d, 0.0)
+    return d
+
+
+def _chunked(x: np.ndarray, threshold: float, distance: str, linkage: str, chunk: int) -> np.ndarray:
+    """Agglomerative per chunk of ``chunk`` faces (folder order), then on the chunks' groups, level
+    after level, each group standing for its faces by its centroid and spread (:func:`_group_distances`)."""
+    mu = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12) if distance == "cosine" else x.copy()
+    var = np.zeros(len(x))
+    size = np.ones(len(x))
+    labels = np.arange(len(x))  # face -> group of the current level
+    for level in range(MAX_LEVELS):
+        last = len(mu) <= chunk
+        new = np.empty(len(mu), dtype=np.int64)
+        nxt = 0
+        for start in range(0, len(mu), chunk):
+            sl = slice(start, start + chunk)
+            part = (_agglomerative(_group_distances(mu[sl], var[sl], distance), threshold, "precomputed", linkage)
+                    if len(mu[sl]) > 1 else np.zeros(1, dtype=np.int64))
+            new[sl] = part + nxt
+            nxt += int(part.max()) + 1
+        labels = new[labels]
+        if last or nxt == len(mu):  # one chunk done, or nothing merged (another level would not either)
+            break
+        # each new group: weighted centroid and pooled spread of its members
+        n = np.bincount(new, weights=size, minlength=nxt)
+        new_mu = np.zeros((nxt, mu.shape[1]))
+        np.add.at(new_mu, new, mu * size[:, None])
+        new_mu /= n[:, None]
+        spread = size * (var + ((mu - new_mu[new]) ** 2).sum(1))
+        var = np.bincount(new, weights=spread, minlength=nxt) / n
+        mu, size = new_mu, n
+    return labels
 
 
 def _singletons_out(labels: np.ndarray) -> np.ndarray:
@@ -299,7 +357,7 @@ def group(items: list, labels: np.ndarray) -> tuple[list[list], list]:
 
 
 def sort_folder(verifier, root: str | os.PathLike, *, cache: FaceCache | None = None, method: str = "auto",
-                threshold: float | None = None, progress: Progress | None = None,
+                threshold: float | None = None, chunk: int | None = None, progress: Progress | None = None,
                 cancel: Cancel | None = None) -> ClusterResult:
     """Sort the photos under ``root`` by person (see the module's notes).
 
@@ -318,7 +376,7 @@ def sort_folder(verifier, root: str | os.PathLike, *, cache: FaceCache | None = 
         raise PeopleError(f"No face was found in the {faces.photos - len(faces.skipped)} readable photo(s) "
                           f"of {os.fspath(root)}.")
     t = float(verifier.threshold if threshold is None else threshold)
-    labels, used = cluster_labels(faces.vectors, t, verifier.distance.name, method=method)
+    labels, used = cluster_labels(faces.vectors, t, verifier.distance.name, method=method, chunk=chunk)
     clusters, unsorted = group(faces.faces, labels)
     unsorted = sorted(unsorted + faces.unjudged, key=lambda f: f.seq)
     return ClusterResult(str(verifier.path) if verifier.path is not None else "", t, verifier.distance.name,
