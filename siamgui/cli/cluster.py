@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import os
 
-from siamgui.cli.common import EXIT_OK, UsageError, finite_float, note, open_verifier, progress
+from siamgui.cli.common import EXIT_OK, UsageError, finite_float, open_verifier, progress
 
 METHODS = ("auto", "agglomerative", "chunked", "dbscan")  # siamgui.core.people.cluster.METHODS (no sklearn import to parse)
 
@@ -52,8 +52,6 @@ def run(args) -> int:
                              progress=progress("photos", args.json))
     write_json(result, args.out)
     links = link_into(result, args.link_into) if args.link_into else 0
-    if result.no_face:
-        note(f"{result.no_face} photo(s) had no face")
     if args.json:
         print(json.dumps({"out": args.out, "people": len(result.clusters), "unsorted": len(result.unsorted),
                           "skipped": len(result.skipped), "faces": result.face_count, "photos": result.photos,

@@ -101,10 +101,12 @@ class ClusterResult:
 
     def summary(self) -> str:
         parts = [f"{len(self.clusters)} people", f"{len(self.unsorted)} unsorted face(s)"]
+        if self.no_face:
+            parts.append(f"{self.no_face} photo(s) without a face")
         if self.skipped:
             parts.append(f"{len(self.skipped)} file(s) skipped")
-        return (f"{self.face_count} face(s) in {self.photos - len(self.skipped)} readable photo(s): " + ", ".join(parts)
-                + f" ({self.embedded} photo(s) embedded now, the rest from the cache).")
+        return (f"{self.face_count} face(s) in {self.photos - len(self.skipped)} readable photo(s): "
+                + ", ".join(parts) + f" ({self.embedded} photo(s) embedded now, the rest from the cache).")
 
 
 def list_images(root: str | os.PathLike, cancel: Cancel | None = None) -> list[str]:
