@@ -35,6 +35,7 @@ def _window(qtbot, state):
     qtbot.addWidget(w)
     w.resize(1100, 700)
     w.show()
+    w.tabs.setCurrentWidget(w.people_tab)
     return w, w.people_tab
 
 
@@ -139,4 +140,28 @@ def test_sorting_needs_a_model_and_a_folder_with_images(qtbot, state, tmp_path, 
     assert "Load a model first" in tab.status_label.text()
     assert tab.people_list.count() == 0 and not tab.merge_button.isEnabled()
     assert UNSORTED == -1
+    w.close()
+
+
+def test_sorting_can_be_cancelled_and_keeps_the_last_sorting(qtbot, state, tmp_path, shapes_dir, monkeypatch,
+                                                             no_thread_leaks):  # noqa: F811
+    import time
+
+    from siamgui.core.people import cluster
+
+    w, tab = _window(qtbot, state)
+    assert run_job(qtbot, tab, "sort", lambda: tab.sort_folder(str(_folder(tmp_path, shapes_dir))))
+    before = people(tab)
+    many = tmp_path / "many"
+    many.mkdir()
+    for i, src in enumerate(sorted(shapes_dir.glob("*/*.png"))[:60]):
+        shutil.copy(src, many / f"{i:02d}.png")
+    real_read = cluster._read
+    monkeypatch.setattr(cluster, "_read", lambda path: time.sleep(0.05) or real_read(path))  # ~3 s in all
+    with qtbot.waitSignal(tab.job_finished, timeout=WAIT) as blocker:
+        tab.sort_folder(str(many))
+        qtbot.waitUntil(lambda: tab.bar.cancel_button.isVisibleTo(tab), timeout=WAIT)
+        tab.bar.cancel_button.click()
+    assert blocker.args == ["sort", False] and "cancelled" in tab.status_label.text()
+    assert people(tab) == before and tab.bar.path_label.text() == str(tmp_path / "album")
     w.close()

@@ -357,3 +357,62 @@ def test_cli_cluster_bad_input_is_one_line(tmp_path, tiny_model, capsys, case):
     assert not (tmp_path / "c.json").exists()
     if case == "empty-folder":
         assert "holds no images" in err[0]
+
+
+# -- streaming, the face path, other models ------------------------------------------------------------
+def test_photos_are_embedded_in_batches_not_all_at_once(tmp_path, shapes_dir, tiny_model):
+    from siamgui.core.people.cluster import embed_folder
+    from siamgui.core.verifier import Verifier
+
+    folder = tmp_path / "many"
+    folder.mkdir()
+    srcs = sorted(shapes_dir.glob("*/*.png"))
+    for i in range(70):
+        shutil.copy(srcs[i % len(srcs)], folder / f"{i:03d}.png")
+    v = Verifier(tiny_model, device="cpu")
+    sizes = []
+    original = v.embed_prepared
+    v.embed_prepared = lambda arrays, *a, **k: sizes.append(len(arrays)) or original(arrays, *a, **k)
+    faces = embed_folder(v, folder, batch_faces=32)
+    assert sizes == [32, 32, 6] and faces.vectors.shape[0] == 70
+    assert [f.image for f in faces.faces] == [str(folder / f"{i:03d}.png") for i in range(70)]  # folder order
+
+
+def test_every_face_of_a_group_photo_is_sorted_with_its_box(tmp_path):
+    """Drawn faces and the bundled face model: two people, each alone twice and together once."""
+    from _gui_helpers import FACE_VARIANTS, draw_face
+
+    from siamgui.core.resources import has_bundled_model
+    from siamgui.core.verifier import Verifier
+
+    if not has_bundled_model():
+        pytest.skip("no bundled face model")
+    folder = tmp_path / "faces"
+    folder.mkdir()
+    for variant in (0, 1):
+        for k, (side, x) in enumerate(((180, 20), (150, 140))):
+            canvas = np.full((260, 340, 3), 230, np.uint8)
+            canvas[40:40 + side, x:x + side] = draw_face(side, **FACE_VARIANTS[variant])
+            Image.fromarray(canvas[:, :, ::-1]).save(folder / f"p{variant}_{k}.png")
+    group_photo = np.full((260, 480, 3), 230, np.uint8)
+    for n, variant in enumerate((0, 1)):
+        group_photo[30:230, 20 + 240 * n:220 + 240 * n] = draw_face(200, **FACE_VARIANTS[variant])
+    Image.fromarray(group_photo[:, :, ::-1]).save(folder / "group.png")
+    v = Verifier(device="cpu", threshold=0.2)  # drawn faces are alike to a photo model (0.28-0.47 apart)
+    with FaceCache(tmp_path / "c.sqlite") as cache:
+        result = sort_folder(v, folder, cache=cache)
+    names = sorted(sorted(os.path.basename(f.image) for f in c) for c in result.clusters)
+    assert names == [["group.png", "p0_0.png", "p0_1.png"], ["group.png", "p1_0.png", "p1_1.png"]]
+    assert result.unsorted == [] and result.photos == 5
+    group_boxes = sorted(f.box for c in result.clusters for f in c if f.image.endswith("group.png"))
+    assert group_boxes[0][0] < 240 <= group_boxes[1][0]  # one box on each half of the group photo
+
+
+def test_another_model_never_reuses_the_cache(tmp_path, shapes_dir, tiny_model, other_model):
+    from siamgui.core.verifier import Verifier
+
+    folder = _photo_folder(tmp_path, shapes_dir, n=2, copies=1)
+    with FaceCache(tmp_path / "c.sqlite") as cache:
+        assert sort_folder(Verifier(tiny_model, device="cpu"), folder, cache=cache).embedded == 2
+        assert sort_folder(Verifier(other_model, device="cpu"), folder, cache=cache).embedded == 2
+        assert sort_folder(Verifier(tiny_model, device="cpu"), folder, cache=cache).embedded == 0
