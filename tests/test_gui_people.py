@@ -112,6 +112,12 @@ def test_sort_edit_enrol_and_the_edits_persist_in_a_new_window(qtbot, state, tmp
     assert run_job(qtbot, tab, "split", tab.split_button.click)
     assert people(tab) == [("Alice", 3), ("Person 2", 1), ("Unsorted", 1)]
 
+    # sorting the folder again asks first: "no" keeps the edits
+    asked = []
+    monkeypatch.setattr(tab, "_confirm", lambda text: asked.append(text) or False)
+    tab.bar.open_button.click()
+    assert len(asked) == 1 and "edits are replaced" in asked[0] and not tab.jobs.pending_kinds()
+
     # enrol Alice into the (default) gallery
     select_people(tab, ["Alice"])
     assert run_job(qtbot, tab, "enrol", tab.enrol_button.click)

@@ -16,8 +16,8 @@ import numpy as np
 from PySide6.QtCore import QSize, Qt, Signal
 from PySide6.QtGui import QColor, QIcon, QImage, QPixmap
 from PySide6.QtWidgets import (QAbstractItemView, QFileDialog, QHBoxLayout, QInputDialog, QLabel, QLineEdit,
-                               QListView, QListWidget, QListWidgetItem, QPushButton, QSplitter, QVBoxLayout,
-                               QWidget)
+                               QListView, QListWidget, QListWidgetItem, QMessageBox, QPushButton, QSplitter,
+                               QVBoxLayout, QWidget)
 
 from siamgui.gui.gallery_identities import GalleryBar
 from siamgui.gui.image_view import VERMILLION
@@ -188,6 +188,9 @@ class PeopleTab(QWidget):
         value, ok = QInputDialog.getText(self, title, label, QLineEdit.EchoMode.Normal, text)
         return value if ok else None
 
+    def _confirm(self, text: str) -> bool:
+        return QMessageBox.question(self, "People", text) == QMessageBox.StandardButton.Yes
+
     def _ask_person(self, labels: list[str]) -> int | None:
         """The index of the chosen person, or None."""
         value, ok = QInputDialog.getItem(self, "Move faces", "Move the selected faces to:", labels, 0, False)
@@ -328,6 +331,10 @@ class PeopleTab(QWidget):
             return
         if self.state.verifier is None:
             self.show_error("Load a model first (Model menu).")
+            return
+        again = os.path.abspath(folder) in {a.folder for a in self.store.albums()} if self.store is not None else False
+        if again and not self._confirm("This folder was sorted before. Sort it again? Its people, names and "
+                                       "edits are replaced (photos already seen are not embedded again)."):
             return
         self.bar.path_label.setText(folder)
         self.jobs.submit("sort", f"Sorting {os.path.basename(folder.rstrip(os.sep)) or folder}", sort_job,
