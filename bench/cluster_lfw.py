@@ -16,9 +16,10 @@ as a cluster of its own. Figures (sklearn.metrics): pairwise precision and recal
 all pairs of centre faces: same cluster and same person), adjusted Rand index, the share
 of centre faces left unsorted, clusters against identities, and wall time per 1,000 photos
 for the cold run (detect, align, embed, cluster) and for a second run over the same folder
-(everything from the cache: read, hash, cluster). ``with_chunked`` and ``with_dbscan``: the
-same figures for the large-folder fallback (chunks of a quarter of the photos, then their
-clusters' centroids) and for DBSCAN, on the same cached embeddings.
+(everything from the cache: read, hash, cluster). ``with_chunked``, ``with_complete_linkage``
+and ``with_dbscan``: the same figures for the large-folder fallback (chunks of a quarter of
+the photos, then their groups), for complete instead of average linkage, and for DBSCAN,
+on the same cached embeddings.
 """
 
 from __future__ import annotations
@@ -163,8 +164,10 @@ def main(argv=None) -> int:
             # other methods on the same embeddings (from the cache): the chunked fallback for large
             # folders (here with chunks of a quarter of the photos) and DBSCAN
             chunk = max(50, len(items) // 4)
-            for name, kw in (("chunked", {"chunk": chunk}), ("dbscan", {})):
-                alt = sort_folder(verifier, folder, cache=cache, method=name, **kw)
+            for name, kw in (("chunked", {"method": "chunked", "chunk": chunk}),
+                             ("complete_linkage", {"method": "agglomerative", "linkage": "complete"}),
+                             ("dbscan", {"method": "dbscan"})):
+                alt = sort_folder(verifier, folder, cache=cache, **kw)
                 out[f"with_{name}"] = dict(figures(truth, centre_faces(alt), alt), **kw)
     out.update({
         "seconds_per_1000_photos": round(1000 * cold / len(items), 1),

@@ -359,8 +359,8 @@ def group(items: list, labels: np.ndarray) -> tuple[list[list], list]:
 
 
 def sort_folder(verifier, root: str | os.PathLike, *, cache: FaceCache | None = None, method: str = "auto",
-                threshold: float | None = None, chunk: int | None = None, progress: Progress | None = None,
-                cancel: Cancel | None = None) -> ClusterResult:
+                threshold: float | None = None, chunk: int | None = None, linkage: str = "average",
+                progress: Progress | None = None, cancel: Cancel | None = None) -> ClusterResult:
     """Sort the photos under ``root`` by person (see the module's notes).
 
     Raises PeopleError when the folder holds no images, none could be read, or no face
@@ -378,7 +378,8 @@ def sort_folder(verifier, root: str | os.PathLike, *, cache: FaceCache | None = 
         raise PeopleError(f"No face was found in the {faces.photos - len(faces.skipped)} readable photo(s) "
                           f"of {os.fspath(root)}.")
     t = float(verifier.threshold if threshold is None else threshold)
-    labels, used = cluster_labels(faces.vectors, t, verifier.distance.name, method=method, chunk=chunk)
+    labels, used = cluster_labels(faces.vectors, t, verifier.distance.name, method=method, chunk=chunk,
+                                  linkage=linkage)
     clusters, unsorted = group(faces.faces, labels)
     unsorted = sorted(unsorted + faces.unjudged, key=lambda f: f.seq)
     return ClusterResult(str(verifier.path) if verifier.path is not None else "", t, verifier.distance.name,
