@@ -17,13 +17,16 @@ CANCELLABLE = ("sync", "import", "evaluate", "enroll")
 
 
 class GalleryBar(QWidget):
-    """The gallery file with its Open button, and the running job (label, progress, Cancel)."""
+    """The gallery file with its Open button, and the running job (label, progress, Cancel);
+    the People tab's folder bar too (``title``, ``button``, ``cancellable`` jobs)."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, title: str = "Gallery:", button: str = "Open gallery…",
+                 cancellable: tuple[str, ...] = CANCELLABLE):
         super().__init__(parent)
+        self.cancellable = cancellable
         self.path_label = QLabel("")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.open_button = QPushButton("Open gallery…")
+        self.open_button = QPushButton(button)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setVisible(False)
@@ -31,7 +34,7 @@ class GalleryBar(QWidget):
         self.cancel_button.setVisible(False)
         top = QHBoxLayout(self)
         top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(QLabel("Gallery:"))
+        top.addWidget(QLabel(title))
         top.addWidget(self.path_label, 1)
         top.addWidget(self.progress)
         top.addWidget(self.cancel_button)
@@ -41,7 +44,7 @@ class GalleryBar(QWidget):
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
         self.progress.setFormat(label)
-        self.cancel_button.setVisible(kind in CANCELLABLE)
+        self.cancel_button.setVisible(kind in self.cancellable)
 
     def show_progress(self, _kind: str, done: int, total: int) -> None:
         if total <= 0:
