@@ -3,7 +3,8 @@
 Three parts, each also importable by the test suite (which runs small versions):
 
 - **kill**: a process doing an operation on a file (gallery enrolment,
-  re-embedding after a model change, model saving, settings) is killed with
+  re-embedding after a model change, model saving, report writing, cluster
+  saving, settings) is killed with
   SIGKILL at random points; the file must be as before or as after, and the next
   start must open it and continue. An operation is one :class:`KillOp` in
   :data:`KILL_OPS` (a preparation, a child's run, a checker).
@@ -691,9 +692,80 @@ def _report_check(work: Path, ctx: dict) -> str:
     return state
 
 
-#: The operations of the kill harness, by name. Cluster saving joins
-#: here as one more KillOp (a ``run`` that writes the clusters, a ``check``
-#: that reads them back as the next start would).
+def _synthetic_clusters(people: int, faces: int, seed: int):
+    """A :class:`ClusterResult` of ``people`` clusters over ``faces`` made-up faces (no model needed)."""
+    from siamgui.core.people.cluster import ClusterResult, FaceItem
+
+    rng = random.Random(seed)
+    items = [FaceItem(f"/photos/p{k // 3:05d}.jpg", (rng.randrange(500), rng.randrange(500), 60, 60))
+             for k in range(faces)]
+    clusters = [items[i::people] for i in range(people)]
+    return ClusterResult("model.safetensors", 0.6, "euclidean", clusters[1:], clusters[0], [("/photos/bad.jpg", "x")])
+
+
+def _cluster_prepare(base: Path, fx: dict) -> dict:
+    return {"results": {"before": _synthetic_clusters(40, 3000, 1), "after": _synthetic_clusters(55, 3300, 2)},
+            "folder": "/photos"}
+
+
+def _cluster_reset(work: Path, ctx: dict) -> None:
+    from siamgui.core.people.cluster import write_json
+    from siamgui.core.people.store import PeopleStore
+
+    for f in work.iterdir():
+        f.unlink()
+    before = ctx["results"]["before"]
+    write_json(before, work / "clusters.json")
+    with PeopleStore(work / "people.sqlite") as store:
+        store.save(ctx["folder"], before)
+
+
+def _cluster_run(work: Path, ctx: dict, mark) -> None:
+    from siamgui.core.people.cluster import write_json
+    from siamgui.core.people.store import PeopleStore
+
+    after = ctx["results"]["after"]
+    mark("start")
+    mark("w+")
+    write_json(after, work / "clusters.json")
+    mark("w-")
+    with PeopleStore(work / "people.sqlite") as store:
+        mark("w+")
+        store.save(ctx["folder"], after)
+        mark("w-")
+    mark("end")
+
+
+def _cluster_check(work: Path, ctx: dict) -> str:
+    """``clusters.json`` and the People store each as before or after (the JSON is written first,
+    so "partial" is a new JSON beside the old album); the next run writes both again."""
+    from siamgui.core.people.cluster import write_json
+    from siamgui.core.people.store import PeopleStore
+
+    results = ctx["results"]
+    try:
+        data = json.loads((work / "clusters.json").read_text(encoding="utf-8"))
+        js = next((k for k, r in results.items() if data == r.to_dict()), None)
+        with PeopleStore(work / "people.sqlite") as store:
+            albums = [a for a in store.albums() if a.folder == ctx["folder"]]
+            if len(albums) != 1:
+                return f"inconsistent: {len(albums)} albums of the folder"
+            people = store.people(albums[0].id)
+            shape = (sorted(len(p.faces) for p in people), len(store.unsorted(albums[0].id)))
+            db = next((k for k, r in results.items()
+                       if shape == (sorted(len(c) for c in r.clusters), len(r.unsorted))), None)
+            if js is None or db is None:
+                return f"inconsistent: clusters.json is {js or 'neither'}, the People store {db or 'neither'}"
+            write_json(results[js], work / "clusters.json")  # removes a killed writer's temporary file
+            store.save(ctx["folder"], results[db])
+    except Exception as exc:  # noqa: BLE001
+        return f"inconsistent: {type(exc).__name__}: {exc}"
+    if js == db:
+        return js
+    return "partial" if (js, db) == ("after", "before") else f"inconsistent: JSON {js}, store {db}"
+
+
+#: The operations of the kill harness, by name.
 KILL_OPS: dict[str, KillOp] = {op.name: op for op in (
     KillOp("enrol", _enrol_prepare, _copy_gallery, _enrol_run, _enrol_check,
            lambda work: [f.name for f in work.glob("gallery.sqlite-*")]),
@@ -701,6 +773,7 @@ KILL_OPS: dict[str, KillOp] = {op.name: op for op in (
            lambda work: [f.name for f in work.glob("gallery.sqlite-*")]),
     KillOp("model-save", _model_prepare, _model_reset, _model_run, _model_check, _model_debris),
     KillOp("report", _report_prepare, _report_reset, _report_run, _report_check, _model_debris),
+    KillOp("cluster-save", _cluster_prepare, _cluster_reset, _cluster_run, _cluster_check, _model_debris),
     KillOp("settings", _settings_prepare, _settings_reset, _settings_run, _settings_check, _settings_debris,
            fresh_process=True),
 )}
