@@ -132,6 +132,9 @@ def test_one_step_with_two_processes_equals_one_process(tiny_set, tmp_path, monk
         got = torch.load(tmp_path / f"{loss}.pt", weights_only=True)
         assert abs(got["loss"] - want_loss) <= 1e-5 * max(1.0, abs(want_loss)), (loss, got["loss"], want_loss)
         assert set(got["state"]) == set(want)
+        worst = max(float((got["state"][k] - w).abs().max()) for k, w in want.items() if w.is_floating_point())
+        print(f"{loss}: loss 1 process {want_loss:.7f}, 2 processes {got['loss']:.7f}; "
+              f"largest weight difference {worst:.2e}")
         for name, w in want.items():
             g = got["state"][name]
             if w.is_floating_point():
