@@ -51,18 +51,13 @@ def _plain_sgd():
 
 def _one_step(data_dir, loss, per_rank_batch, env):
     """Train one step; (the step's loss, the weights and statistics after it) from rank 0, None elsewhere."""
-    from siamgui.core.training import Finished, Step, train
+    from siamgui.core.training import train_to_end
 
-    losses, result = [], None
-    for ev in train(_config(data_dir, loss, per_rank_batch, env.world_size if env else 1), distributed=env):
-        if isinstance(ev, Step):
-            losses.append(ev.loss)
-        elif isinstance(ev, Finished):
-            result = ev.result
+    steps, result = train_to_end(_config(data_dir, loss, per_rank_batch, env.world_size if env else 1), env)
     if result is None:
         return None
-    assert len(losses) == 1
-    return losses[0], {k: v.clone() for k, v in result.network.state_dict().items()}
+    assert len(steps) == 1
+    return steps[0].loss, {k: v.clone() for k, v in result.network.state_dict().items()}
 
 
 def _rank_worker(rank, world, jobs, out_dir):

@@ -77,6 +77,18 @@ def train(config: TrainConfig, control: TrainControl | None = None, dataset: Fol
             group.close()
 
 
+def train_to_end(config: TrainConfig, distributed: DistEnv | None = None) -> tuple[list[Step], TrainResult | None]:
+    """:func:`train` run to its end without reporting: its :class:`Step` events and the result
+    (None when the job kept nothing, or on a rank other than 0)."""
+    steps, result = [], None
+    for event in train(config, distributed=distributed):
+        if isinstance(event, Step):
+            steps.append(event)
+        elif isinstance(event, Finished):
+            result = event.result
+    return steps, result
+
+
 def _train(cfg: TrainConfig, control: TrainControl, dataset: FolderDataset | None, device: torch.device,
            group: Distributed | None):
     t_start = time.perf_counter()
