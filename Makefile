@@ -7,12 +7,14 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: run test bench soak gpu-check dist dist-check clean-venv help
+.PHONY: run test bench bench-train soak gpu-check dist dist-check clean-venv help
 
 help:
 	@echo "make run    - set up .venv and start the app"
 	@echo "make test   - set up .venv (with test tools) and run the whole suite headless"
 	@echo "make bench  - run the benchmarks (bench/README.md)"
+	@echo "make bench-train - siamgui's training defaults vs a plain baseline on 10 datasets, same budget"
+	@echo "              (TRAIN_ARGS=\"--only tiny,glyphs --budget-minutes 2\": a subset, a shorter budget)"
 	@echo "make soak   - soak, concurrency and crash tests, about an hour (SOAK_ARGS=\"--scale 0.1\": a tenth)"
 	@echo "make gpu-check - on an NVIDIA GPU: compare, LFW View 2, training, DDP; CUDA vs CPU parity (bench/gpu_check.py)"
 	@echo "make dist   - build the one-folder desktop app dist/siamgui/ (PyInstaller, siamgui.spec)"
@@ -45,6 +47,12 @@ test: $(VENV)/.installed-test
 # (face_recognition, extra 'bench') is timed only where it is installed.
 bench: $(VENV)/.installed
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/run.py
+
+# Training defaults vs the plain tutorial baseline, same data, same wall time, same run;
+# scored on unseen classes. Writes bench/results/train_suite.json and prints a table
+# (docs/training.md, "Training suite"). About 1.5-2 hours with the default budgets.
+bench-train: $(VENV)/.installed
+	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/train_suite.py $(TRAIN_ARGS)
 
 # Hours of use in minutes: memory over 10,000 comparisons, 30 min of camera, 20 training
 # runs, 1,000 identifications; processes sharing a gallery; 50 SIGKILLs per file operation.

@@ -36,6 +36,32 @@ def group_photo(astronaut: np.ndarray) -> np.ndarray:
     return canvas
 
 
+def wait(signal, timeout_s: float = 300.0):
+    """Run Qt's event loop until ``signal`` fires; its arguments (SystemExit after ``timeout_s``)."""
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    loop, got = QEventLoop(), []
+    signal.connect(lambda *a: (got.append(a), loop.quit()))
+    QTimer.singleShot(int(timeout_s * 1000), loop.quit)
+    loop.exec()
+    if not got:
+        raise SystemExit(f"timed out waiting for {signal}")
+    return got[0]
+
+
+def bundled_window():
+    """The app's main window, shown at the screenshots' size, with the bundled model loaded."""
+    from siamgui.core.resources import bundled_model_path
+    from siamgui.gui.main_window import MainWindow
+
+    window = MainWindow()
+    window.resize(1240, 780)
+    window.show()
+    window.state.load_model(str(bundled_model_path()))
+    wait(window.state.model_changed)
+    return window
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
@@ -48,11 +74,7 @@ def main(argv=None) -> int:
 
     import cv2
     from _gui_helpers import FACE_VARIANTS, draw_face
-    from PySide6.QtCore import QEventLoop, QTimer
     from PySide6.QtWidgets import QApplication
-
-    from siamgui.core.resources import bundled_model_path
-    from siamgui.gui.main_window import MainWindow
 
     app = QApplication.instance() or QApplication([])
     astronaut = cv2.imread(str(astronaut_path))
@@ -63,20 +85,7 @@ def main(argv=None) -> int:
         cv2.imwrite(str(work / f"{name}.png"), img)
     cv2.imwrite(str(work / "group.png"), group_photo(astronaut))
 
-    def wait(signal, timeout_s: float = 300.0):
-        loop, got = QEventLoop(), []
-        signal.connect(lambda *a: (got.append(a), loop.quit()))
-        QTimer.singleShot(int(timeout_s * 1000), loop.quit)
-        loop.exec()
-        if not got:
-            raise SystemExit(f"timed out waiting for {signal}")
-        return got[0]
-
-    window = MainWindow()
-    window.resize(1240, 780)
-    window.show()
-    window.state.load_model(str(bundled_model_path()))
-    wait(window.state.model_changed)
+    window = bundled_window()
     tab = window.gallery_tab
     window.tabs.setCurrentWidget(tab)
     tab.open_gallery(str(work / "gallery.sqlite"))

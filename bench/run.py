@@ -24,7 +24,8 @@ if str(REPO) not in sys.path:
 os.environ.setdefault("OPENCV_LOG_LEVEL", "ERROR")
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-SECTIONS = ("compare", "embed", "face", "faces", "peer", "cli", "train", "train_rss", "gui", "gui_gaps", "camera")
+SECTIONS = ("compare", "embed", "face", "faces", "batch", "peer", "cli", "train", "train_rss", "gui", "gui_gaps",
+            "camera")
 
 #: The headline keys, in table order (each also has _min/_max companions), and
 #: ``compare_one_new_ms_p50`` (the app's usual comparison: one image new, the other cached)
@@ -32,7 +33,7 @@ SECTIONS = ("compare", "embed", "face", "faces", "peer", "cli", "train", "train_
 MAIN_KEYS = ["compare_ms_p50", "compare_ms_p90", "compare_speedup", "compare_one_new_ms_p50",
              "compare_float32_ms_p50", "embed_images_per_s_b1",
              "embed_images_per_s_b8", "embed_images_per_s_b64", "face_ms_p50", "faces_ms_per_extra_face",
-             "peer_face_ms", "peer_speedup",
+             "batch_pairs_per_s", "peer_face_ms", "peer_speedup",
              "cli_cold_start_s", "gui_window_s", "gui_model_ready_s", "train_pairs_per_s", "train_speedup",
              "train_peak_fraction", "gui_gap_p99_ms", "gui_gap_max_ms", "camera_fps",
              "compare_peak_rss_mb",
@@ -49,6 +50,7 @@ BESIDE = {
     "embed_images_per_s_b64": ("baseline_embed_images_per_s_b64", "embed_speedup_b64"),
     "face_ms_p50": ("baseline_face_ms_p50", "face_speedup"),
     "faces_ms_per_extra_face": ("baseline_faces_ms_per_extra_face", "faces_extra_face_speedup"),
+    "batch_pairs_per_s": ("baseline_batch_pairs_per_s", "batch_speedup"),
     "peer_face_ms": (None, "peer_speedup"),
     "cli_cold_start_s": ("baseline_cli_cold_start_s", "cli_cold_start_speedup"),
     "gui_window_s": ("baseline_gui_window_s", None),
@@ -157,6 +159,15 @@ def main(argv: list[str] | None = None) -> int:
     face_imgs = images[:24]
     section("face", lambda: inference.measure_face(model_path, face_imgs, rounds=3, n=3 if q else 8))
     section("faces", lambda: inference.measure_faces(model_path, images, rounds=2 if q else 3))
+
+    def batch():
+        from bench import batch_bench
+
+        pairs, label = batch_bench.bench_pairs(32 if q else 96, work)
+        return batch_bench.measure_batch(model_path, pairs, rounds=2 if q else 3, work=work / "batch"), [
+            f"batch pairs: {label}"]
+
+    section("batch", batch)
     section("peer", lambda: peer.measure_peer(face_imgs, rounds=3))
     if res.get("peer_face_ms") and res.get("face_ms_p50"):
         res["peer_speedup"] = round(res["peer_face_ms"] / res["face_ms_p50"], 2)

@@ -629,8 +629,70 @@ def _settings_debris(work: Path) -> list[str]:
     return [f.name for f in folder.iterdir() if f.name != "siamgui.ini"] if folder.is_dir() else []
 
 
-#: The operations of the kill harness, by name. Report writing and cluster saving join
-#: here as one KillOp each (a ``run`` that writes the report or the clusters, a ``check``
+def _report_prepare(base: Path, fx: dict) -> dict:
+    from siamgui.core.evaluation.report import render_report
+    from siamgui.core.evaluation.run import pairs_from_folder, run_evaluation
+    from siamgui.core.verifier import Verifier
+
+    pairs = pairs_from_folder(Path(fx["images"][0]).parent.parent, 60, 0)
+    results = {k: run_evaluation(Verifier(fx[m], device="cpu"), pairs, worst=2, workers=0)
+               for k, m in (("before", "model_a"), ("after", "model_b"))}
+    pages = {k: _report_normalised(render_report(r)) for k, r in results.items()}
+    if pages["before"] == pages["after"]:
+        raise RuntimeError("report: the two models' reports are the same; the check could not tell them apart")
+    return {"results": results, "pages": pages, "template": str(base / "report.html")}
+
+
+def _report_normalised(page: str) -> str:
+    """The page without its time of writing (the one part that differs between two renderings)."""
+    import re
+
+    return re.sub(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d[+-]\d\d:\d\d", "WHEN", page)
+
+
+def _report_reset(work: Path, ctx: dict) -> None:
+    from siamgui.core.evaluation.report import write_report
+
+    for f in work.iterdir():
+        f.unlink()
+    if not Path(ctx["template"]).is_file():
+        write_report(ctx["results"]["before"], ctx["template"])
+    shutil.copyfile(ctx["template"], work / "report.html")
+
+
+def _report_run(work: Path, ctx: dict, mark) -> None:
+    from siamgui.core.evaluation import report
+
+    result = ctx["results"]["after"]
+    page = report.render_report(result)
+    report.render_report = lambda r: page  # the kill windows then time the write alone
+    mark("start")
+    mark("w+")
+    report.write_report(result, work / "report.html")
+    mark("w-")
+    mark("end")
+
+
+def _report_check(work: Path, ctx: dict) -> str:
+    from siamgui.core.evaluation.report import write_report
+
+    path = work / "report.html"
+    try:
+        page = _report_normalised(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError) as exc:
+        return f"inconsistent: the report cannot be read: {exc}"
+    state = next((k for k in ("before", "after") if page == ctx["pages"][k]), None)
+    if state is None:
+        return f"inconsistent: the report is neither the old nor the new one ({len(page)} characters)"
+    try:  # the next write to the same path goes on (and removes what a killed writer left)
+        write_report(ctx["results"][state], path)
+    except Exception as exc:  # noqa: BLE001
+        return f"inconsistent: writing the report again failed: {type(exc).__name__}: {exc}"
+    return state
+
+
+#: The operations of the kill harness, by name. Cluster saving joins
+#: here as one more KillOp (a ``run`` that writes the clusters, a ``check``
 #: that reads them back as the next start would).
 KILL_OPS: dict[str, KillOp] = {op.name: op for op in (
     KillOp("enrol", _enrol_prepare, _copy_gallery, _enrol_run, _enrol_check,
@@ -638,6 +700,7 @@ KILL_OPS: dict[str, KillOp] = {op.name: op for op in (
     KillOp("re-embed", _reembed_prepare, _copy_gallery, _reembed_run, _reembed_check,
            lambda work: [f.name for f in work.glob("gallery.sqlite-*")]),
     KillOp("model-save", _model_prepare, _model_reset, _model_run, _model_check, _model_debris),
+    KillOp("report", _report_prepare, _report_reset, _report_run, _report_check, _model_debris),
     KillOp("settings", _settings_prepare, _settings_reset, _settings_run, _settings_check, _settings_debris,
            fresh_process=True),
 )}

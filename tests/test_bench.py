@@ -70,3 +70,40 @@ def test_naive_training_loop_trains(shapes_dir):
     out = naive_train(net, NaivePairDataset(ds.paths, ds.labels, 24, spec), batch_size=8, steps=2)
     assert out["steps"] == 2 and out["pairs_per_s"] > 0
     assert any(not torch.equal(a, b) for a, b in zip(before, net.parameters()))
+
+
+def test_glyph_generator_is_seeded_and_writes_its_classes(tmp_path):
+    from siamgui.core.synthetic import make_glyph_dataset
+
+    a = make_glyph_dataset(tmp_path / "a", n_classes=3, per_class=2, size=24, seed=4, colour=True, clutter=2)
+    b = make_glyph_dataset(tmp_path / "b", n_classes=3, per_class=2, size=24, seed=4, colour=True, clutter=2)
+    files = sorted(p.relative_to(a) for p in a.rglob("*.png"))
+    assert len(files) == 6 and len({f.parent for f in files}) == 3
+    assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
+    c = make_glyph_dataset(tmp_path / "c", n_classes=3, per_class=2, size=24, seed=5)
+    assert (a / files[0]).read_bytes() != (c / files[0]).read_bytes()
+
+
+def test_train_suite_splits_by_class_and_scores_unseen_pairs(tmp_path):
+    from bench import train_suite
+    from siamgui.core.synthetic import make_glyph_dataset
+
+    prepare = train_suite._synthetic(lambda d: make_glyph_dataset(d, n_classes=6, per_class=3, size=24, seed=1),
+                                     "test set", test_fraction=1 / 3)
+    data = prepare(tmp_path)
+    train_classes = {p.name for p in data.train_dir.iterdir()}
+    pairs = data.tests["unseen"]
+    seen_in_pairs = {Path(p).parent.name for a, b, _ in pairs for p in (a, b)}
+    assert len(train_classes) == 4 and len(seen_in_pairs) == 2 and not train_classes & seen_in_pairs
+    assert {same for _, _, same in pairs} == {True, False}
+
+
+def test_train_suite_table_says_who_wins():
+    from bench.train_suite import table
+
+    row = {"dataset": "x", "budget_s": 60.0, "wins": False, "siamgui": {"auc": 0.9, "eer": 0.2, "accuracy": 0.8},
+           "baseline": {"auc": 0.95, "eer": 0.1, "accuracy": 0.9}}
+    skipped = {"dataset": "lfw-scratch", "error": "no pairsDevTest.txt", "siamgui": {}, "baseline": {}}
+    lines = table([row, skipped]).splitlines()
+    assert lines[2].split()[-1] == "NO" and "0.9500" in lines[2]
+    assert "skipped: no pairsDevTest.txt" in lines[3]

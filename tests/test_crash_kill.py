@@ -1,5 +1,5 @@
 """Killed at any moment: SIGKILL at random points of enrolment, re-embedding after a model change,
-model saving and a settings write leaves each file as before or as after, and the next start
+model saving, report writing and a settings write leaves each file as before or as after, and the next start
 opens it and goes on (a small run of ``bench/soak.py``'s kill harness; ``make soak`` runs 50+
 kill points per operation).
 """
@@ -27,7 +27,7 @@ def fixtures(tmp_path_factory, tiny_model, other_model):
     return soak.kill_fixtures(tmp_path_factory.mktemp("kill"), tiny_model, other_model)
 
 
-@pytest.mark.parametrize("operation", ["enrol", "re-embed", "model-save", "settings"])
+@pytest.mark.parametrize("operation", ["enrol", "re-embed", "model-save", "report", "settings"])
 def test_killed_at_random_points_leaves_before_or_after(operation, fixtures, tmp_path):
     report = soak.kill_test(soak.KILL_OPS[operation], KILLS, fixtures, tmp_path, seed=1, calibrations=1)
     assert report.kills == KILLS

@@ -83,7 +83,7 @@ def test_compare_best_finds_the_person_among_several(face_verifier, tmp_path, ca
     assert len(out["face_boxes"][1]) == 3 and out["face_boxes"][1][j] == list(best.face_boxes[1][j])
     assert main(["compare", str(a), str(b), "--json", "--precision", "float32"]) == 0
     default = json.loads(capsys.readouterr().out)
-    assert set(default) == {"distance", "threshold", "same", "model", "device", "precision", "faces"}
+    assert set(default) == {"distance", "threshold", "same", "model", "device", "precision", "faces", "quality"}
     assert default["distance"] == pytest.approx(main_face.distance, abs=1e-5)
     assert main(["compare", str(a), str(b), "--face", "best", "--precision", "float32"]) == 0
     text = capsys.readouterr().out

@@ -24,7 +24,8 @@ TABLE_FILE = TESTS.parent / "docs" / "failures.md"
 SECTION = "# What happens when..."
 #: The modules whose every test is a case the table must show (optional ones join when they exist).
 FAULT_MODULES = ["test_bad_images", "test_bad_datasets", "test_bad_models", "test_saving", "test_faults_devices",
-                 "test_untrusted_paths"]
+                 "test_untrusted_paths", "test_crash_kill", "test_crash_disk", "test_crash_settings",
+                 "test_soak_gallery"]
 OPTIONAL_FAULT_MODULES = ["test_bad_camera", "test_gui_bad_input"]
 
 

@@ -280,6 +280,42 @@ def test_face_mode_with_and_without_a_face(qtbot, tiny_model, face_model, images
     state.wait()
 
 
+def test_no_verdict_without_a_face_and_the_whole_image_button(qtbot, face_model, images):
+    state = _loaded_state(qtbot, face_model)
+    t = shown_compare_tab(qtbot, state, 1100)
+    assert not t.panel.whole_button.isVisible()
+    assert load_pair(qtbot, t, images["face"], images["noface"]) is True
+    assert t.result.same is None and t.result.missing_faces == ("B",)
+    assert t.verdict_text() == "No face in image B" and "SAME" not in t.verdict_text()
+    assert "no verdict" in t.panel.detail_label.text() and f"{t.result.distance:.4f}" in t.panel.detail_label.text()
+    assert t.panel.whole_button.isVisible()
+    t.set_threshold(1e5)  # moving the threshold does not make a verdict
+    assert t.verdict_text() == "No face in image B" and t.result.same is None
+    with qtbot.waitSignal(t.comparison_finished, timeout=WAIT):
+        qtbot.mouseClick(t.panel.whole_button, Qt.MouseButton.LeftButton)
+    assert t.face_policy == "whole" and t.result.same is True and t.verdict_text() == "✓ SAME"
+    assert not t.panel.whole_button.isVisible()
+    t.shutdown()
+    state.wait()
+
+
+def test_each_slot_shows_its_face_quality(qtbot, face_model, images, tmp_path):
+    sharp = tmp_path / "sharp.png"
+    grain = np.random.default_rng(0).normal(0, 6, (200, 200, 3))
+    cv2.imwrite(str(sharp), np.clip(draw_face(200) + grain, 0, 255).astype(np.uint8))
+    state = _loaded_state(qtbot, face_model)
+    t = shown_compare_tab(qtbot, state, 1100)
+    with qtbot.waitSignal(t.analysis_finished, timeout=WAIT):
+        t.slot_a.set_image_path(images["face"])  # one image: analysed at once, quality included
+    assert "Quality: poor (blurred" in t.slot_a.face_label.text() and t.slot_a.face_label.text().startswith("⚠")
+    with qtbot.waitSignal(t.comparison_finished, timeout=WAIT):
+        t.slot_b.set_image_path(sharp)
+    assert "Quality: good" in t.slot_b.face_label.text() and t.slot_b.face_label.text().startswith("✓")
+    assert t.result.quality[0] is not None and not t.result.quality[0].good and t.result.quality[1].good
+    t.shutdown()
+    state.wait()
+
+
 def test_best_face_mode_names_the_matching_face(qtbot, images, tmp_path):
     """The bundled face model: the best-matching face of a group decides, and it is drawn and named."""
     from siamgui.core.resources import bundled_model_path
@@ -453,6 +489,82 @@ def test_face_boxes_in_preview(qtbot, tab, qapp):
     qtbot.waitUntil(lambda: len(tab.camera_view.last_boxes) == 1, timeout=WAIT)
     assert len(tab.camera_view.view.overlays()) == 1
     tab.stop_camera()
+
+
+def grainy_face_video(path, frames: int, blurred_every: int = 0, variant: int = 0, fps: float = 25.0):
+    """An MJPG video of a drawn face with a camera's grain (sharp enough to be judged good); every
+    ``blurred_every``-th frame heavily blurred (poor)."""
+    canvas = face_canvas((240, 240), [(variant, 30, 30, 180)])
+    writer = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), fps, (240, 240))
+    rng = np.random.default_rng(0)
+    for i in range(frames):
+        img = np.clip(canvas + rng.normal(0, 8, canvas.shape), 0, 255).astype(np.uint8)
+        if blurred_every and i % blurred_every == 0:
+            img = cv2.GaussianBlur(canvas, (0, 0), 5)
+        writer.write(img)
+    writer.release()
+    return path
+
+
+def test_preview_judges_the_face_and_capture_takes_the_best_recent_frame(qtbot, tab, tmp_path):
+    """The preview's worker judges the main face (quality, rate-limited liveness hint); Capture takes
+    the best frame of the last second and says its quality."""
+    video = grainy_face_video(tmp_path / "face.avi", 125, blurred_every=2)
+    view = tab.camera_view
+    view.set_detect_faces(True)
+    tab.source_combo.setEditText(str(video))
+    tab.start_camera()
+    qtbot.waitUntil(lambda: view.last_judgement is not None and view.last_judgement.liveness is not None,
+                    timeout=WAIT)
+    text = view.judge_label.text()
+    assert "Quality: " in text and "Liveness hint (MiniFASNet, Silent-Face): " in text
+    j = view.last_judgement
+    assert j.box is not None and j.quality is not None and 0.0 <= j.liveness.score_real <= 1.0
+    assert [o.label for o in view.view.overlays()] in (["good"], ["poor"]), "the main face's box says its quality"
+    judge = view._feed.judge
+    start, runs0 = __import__("time").monotonic(), judge.liveness_runs
+    qtbot.wait(1200)
+    assert view.running, "the video is still playing"
+    elapsed = __import__("time").monotonic() - start
+    assert judge.liveness_runs - runs0 <= elapsed * 3 + 1.5, "liveness at most ~3 per second"
+    assert any(q is not None and not q.good for _, _, q in view.recent.entries), "poor frames were seen"
+    messages = []
+    tab.message.connect(messages.append)
+    with qtbot.waitSignal(tab.slot_a.image_changed, timeout=WAIT):
+        tab.capture_a_button.click()
+    assert any("best frame of the last second (quality: good)" in m for m in messages), messages
+    tab.stop_camera()
+
+
+def test_verify_live_against_a(qtbot, tmp_path):
+    """Live verification: verdicts arrive from the worker (the GUI thread never runs the model),
+    the same drawn person gives SAME, smoothed; the GUI keeps handling events meanwhile."""
+    from siamgui.core.resources import bundled_model_path
+
+    ref = tmp_path / "a.png"
+    cv2.imwrite(str(ref), np.clip(face_canvas((240, 240), [(0, 30, 30, 180)])
+                                  + np.random.default_rng(1).normal(0, 8, (240, 240, 3)), 0, 255).astype(np.uint8))
+    video = grainy_face_video(tmp_path / "same.avi", 150)
+    state = _loaded_state(qtbot, bundled_model_path())
+    t = shown_compare_tab(qtbot, state, 1300)
+    assert not t.start_live(), "no image A yet: refused"
+    with qtbot.waitSignal(t.analysis_finished, timeout=WAIT):
+        t.slot_a.set_image_path(ref)
+    verdicts, frames = [], []
+    t.live_verdict.connect(verdicts.append)
+    t.camera_view.frame_ready.connect(frames.append)
+    t.source_combo.setEditText(str(video))
+    assert t.start_live() and t.camera_view.running
+    qtbot.waitUntil(lambda: len(verdicts) >= 8, timeout=WAIT)
+    v = verdicts[-1]
+    assert v.smoothed is True and v.same is True and v.votes >= 1 and v.distance < v.threshold
+    assert v.judgement.quality is not None and "SAME" in t.live_label.text()
+    assert "Liveness hint" in t.live_label.text()
+    assert len(frames) >= len(verdicts), "frames kept arriving on the GUI thread"
+    t.stop_live()
+    assert t.live is None and not t.live_label.isVisible()
+    t.shutdown()
+    state.wait()
 
 
 # -- main window ---------------------------------------------------------------------------------------

@@ -182,6 +182,12 @@ def test_every_face_of_a_probe_and_of_the_live_camera_is_labelled(qtbot, no_thre
     qtbot.waitUntil(lambda: not t.busy(), timeout=WAIT)
     for k, name in enumerate(("ann", "bob", "cid")):
         cv2.imwrite(str(tmp_path / f"{name}.png"), face_canvas((240, 240), [(k, 30, 30, 180)]))
+    # drawn faces are soft: refused as poor, with the reason, until the user allows poor faces
+    assert not run_job(qtbot, t, "enroll", lambda: t.enroll("ann", [tmp_path / "ann.png"]))
+    assert "poor" in t.status_label.text() and "blurred" in t.status_label.text()
+    assert "ann" not in t.identity_names()
+    t.identities.allow_poor_check.setChecked(True)
+    for name in ("ann", "bob", "cid"):
         assert run_job(qtbot, t, "enroll", lambda name=name: t.enroll(name, [tmp_path / f"{name}.png"]))
     t.threshold_spin.setValue(0.2)
     # ann, cid, a stranger, a face too small to judge

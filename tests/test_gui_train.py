@@ -367,3 +367,32 @@ def test_scripted_run(qtbot, tab, shapes, tmp_path):
     from siamgui.gui.train_settings import open_settings
 
     assert open_settings().value("train/epochs") is None  # a scripted run leaves the user's settings alone
+
+
+def test_amount_of_training_and_eta_text(make_tab):
+    from siamgui.core.training import Step
+
+    tab = make_tab()
+    f = tab.settings_form
+    assert f.epochs.text() == "auto" and f.max_minutes.text() == "default"
+    cfg = f.config("/data")
+    assert cfg.epochs is None and cfg.time_budget_s is None and cfg.resolved().automatic_plan
+    f.epochs.setValue(4)
+    f.max_minutes.setValue(2.5)
+    cfg = f.config("/data")
+    assert (cfg.epochs, cfg.time_budget_s) == (4, 150.0)
+    step = Step(1, 4, 3, 10, 3, 40, 0.5, 0.5, 1e-3, 100.0, 130.0)
+    tab.run_panel.show_progress(step, None, 100.0, paused=False, stopping=False)
+    assert "about 2 min left" in tab.run_panel.status_label.text()
+
+
+def test_summary_shows_forgeries_and_orphans(qtbot, tab, shapes, tmp_path):
+    root = tmp_path / "data"
+    shutil.copytree(shapes, root)
+    shutil.copytree(shapes / "square", root / "circle_forg")  # forgeries of circle, not a class
+    shutil.copytree(shapes / "square", root / "ghost_forg")  # no ghost: ignored, with a note
+    s = scan(qtbot, tab, root)
+    assert (s.classes, s.classes_with_forgeries) == (8, 1) and s.forgery_images > 0
+    text = tab.summary_label.text()
+    assert f"<b>1</b> class(es) with skilled forgeries ({s.forgery_images} images" in text
+    assert "ghost_forg" in text and "ignored" in text

@@ -31,6 +31,7 @@ runs = {
     "info": ["info", model],
     "gallery-add": ["gallery", "add", "alice", img, other, "--model", model],
     "gallery-identify": ["gallery", "identify", img, "--model", model],
+    "cluster": ["cluster", img.rsplit("/", 1)[0], "--out", out + "/clusters.json", "--model", model],
     "bad-compare": ["compare", img, bad, "--model", model],
     "bad-train": ["train", empty, "--out", out + "/never.safetensors", *tiny],
     "bad-model": ["compare", img, img, "--model", bad],
@@ -66,14 +67,14 @@ def test_commands_write_only_their_outputs_and_the_app_folders(tmp_path):
     assert proc.returncode == 0, proc.stderr
     codes = json.loads(proc.stdout.strip().splitlines()[-1])
     assert codes == {"train": 0, "train-face": 0, "compare": 0, "evaluate": 0, "info": 0, "gallery-add": 0, "gallery-identify": 0,
-                     "bad-compare": 2, "bad-train": 2, "bad-model": 2}, (codes, proc.stderr)
+                     "cluster": 0, "bad-compare": 2, "bad-train": 2, "bad-model": 2}, (codes, proc.stderr)
 
     after = {name: tree(path) for name, path in watched.items()}
     for name in ("tmp", "cwd", "data", "inputs"):
         assert after[name] == before[name], (name, set(after[name]) ^ set(before[name]))
-    assert set(after["out"]) == {"model.safetensors", "face.safetensors", "log.jsonl"}
+    assert set(after["out"]) == {"model.safetensors", "face.safetensors", "log.jsonl", "clusters.json"}
     app_data = os.path.join(".local", "share", "siamgui")
-    app_cache = os.path.join(".cache", "siamgui")  # the app's own cache (prepared face chips)
+    app_cache = os.path.join(".cache", "siamgui")  # the app's own cache (prepared face chips, the face cache)
     new_in_home = set(after["home"]) - set(before["home"])
     outside = {p for p in new_in_home
                if not any(p == d or p.startswith(d + os.sep) or d.startswith(p + os.sep) for d in (app_data, app_cache))}

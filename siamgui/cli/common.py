@@ -117,3 +117,65 @@ def progress(label: str, quiet: bool):
             print(f"\r{label} {done}/{total}", end="" if done < total else "\n", file=sys.stderr)
 
     return cb
+
+
+# -- batch runs (``compare --pairs``, ``gallery identify --out``) -------------------------------------
+def add_batch_options(p, what: str) -> None:
+    """``--out`` and what to do with a results file that exists."""
+    p.add_argument("--out", metavar="RESULTS.csv", help=f"write one CSV row per {what} (batch mode)")
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--resume", action="store_true",
+                   help="continue an existing --out file: skip the rows it holds, compute the rest")
+    g.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+
+
+def existing_mode(args) -> str:
+    return "resume" if args.resume else "overwrite" if args.overwrite else "refuse"
+
+
+def batch_progress(label: str, unit: str, quiet: bool, every: float = 1.0):
+    """A ``progress(done, total)`` callback for batch runs: on stderr every ``every`` seconds, a
+    redrawn line on a terminal, else a line every ten ``every`` (logs stay short); a run shorter
+    than that prints nothing."""
+    import time
+
+    tty = sys.stderr.isatty()
+    gap = every if tty else 10 * every
+    state: dict = {"start": None, "t0": 0.0, "last": 0.0, "shown": False}
+
+    def cb(done: int, total: int) -> None:
+        now = time.perf_counter()
+        if state["start"] is None:  # the rate counts this run's rows, not resumed ones
+            state.update(start=done, t0=now, last=now)
+            return
+        if quiet or (now - state["last"] < gap and not (done >= total and state["shown"])):
+            return
+        state.update(last=now, shown=True)
+        rate = (done - state["start"]) / max(now - state["t0"], 1e-9)
+        left = f", about {(total - done) / rate:.0f} s left" if rate > 0 and done < total else ""
+        text = f"{label}: {done}/{total} {unit} ({rate:.1f}/s{left})"
+        print("\r" + text if tty else text, end="" if tty and done < total else "\n", file=sys.stderr, flush=True)
+
+    return cb
+
+
+def finish_batch(args, batch, unit: str, what_failed: str) -> int:
+    """The summary of a finished batch run: a line on stdout (or the JSON object), a note for errors."""
+    import json
+
+    if batch.errors and not args.json:
+        note(f"{batch.errors} {what_failed}; the error column of {batch.out} says why")
+    if args.json:
+        print(json.dumps(batch.to_dict()))
+    else:
+        resumed = f", {batch.resumed} kept from before" if batch.resumed else ""
+        print(f"wrote {batch.written} {unit} to {batch.out} ({batch.done} of {batch.total}{resumed}; "
+              f"{batch.errors} with an error; {batch.images} images read in {batch.seconds:.1f} s)")
+    return EXIT_OK
+
+
+def interrupted_batch(batch) -> int:
+    """Ctrl-C during a batch run: one line saying what is kept and how to go on; exit 130."""
+    err(f"interrupted: {batch.rows_in_file()} of {batch.total} rows are in {batch.out}; "
+        "run the same command with --resume to continue")
+    return 130

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 
-from siamgui.cli.common import (EXIT_OK, Parser, UsageError, finite_float, note, open_verifier, positive_int,
+from siamgui.cli.common import (EXIT_OK, Parser, UsageError, add_batch_options, batch_progress, existing_mode,
+                                finish_batch, finite_float, interrupted_batch, note, open_verifier, positive_int,
                                 progress)
 
 #: siamgui.core.face.multi.MAX_FACES (not imported: parsing stays free of the engine)
@@ -19,6 +21,8 @@ MAX_FACES = 32
 INDEX_KINDS = ("auto", "numpy", "exact", "approximate")
 INDEX_HELP = ("the search index (docs/large-galleries.md): auto (default) chooses by the gallery's size, numpy "
               "scans every embedding, exact and approximate use faiss (pip install 'siamgui[faiss]')")
+ALLOW_POOR_HELP = ("face models: also enrol faces judged poor (blurred, small, sideways, badly exposed, "
+                   "or no face found); by default they are refused (docs/quality.md)")
 
 
 def add_parser(sub, shared) -> None:
@@ -35,11 +39,14 @@ def add_parser(sub, shared) -> None:
     a.add_argument("name", metavar="NAME")
     a.add_argument("images", nargs="+", metavar="IMAGE")
     a.add_argument("--notes", help="free text kept with the identity")
-    a.add_argument("--skip-bad", action="store_true", help="skip unreadable images instead of failing")
+    a.add_argument("--skip-bad", action="store_true",
+                   help="skip unreadable images and poor faces instead of failing")
+    a.add_argument("--allow-poor", action="store_true", help=ALLOW_POOR_HELP)
     a.set_defaults(func=cmd_add)
 
     i = gsub.add_parser("import", help="add one identity per sub-folder of DIR", parents=with_face)
     i.add_argument("data_dir", metavar="DIR")
+    i.add_argument("--allow-poor", action="store_true", help=ALLOW_POOR_HELP)
     i.set_defaults(func=cmd_import)
 
     ls = gsub.add_parser("list", help="list the identities", parents=common)
@@ -54,8 +61,10 @@ def add_parser(sub, shared) -> None:
     rn.add_argument("new_name", metavar="NEW_NAME")
     rn.set_defaults(func=cmd_rename)
 
-    d = gsub.add_parser("identify", help="rank the enrolled identities for a probe image", parents=with_face)
-    d.add_argument("image", metavar="IMAGE")
+    d = gsub.add_parser("identify", help="rank the enrolled identities for a probe image (or many, with --out)",
+                        parents=with_face)
+    d.add_argument("images", nargs="+", metavar="IMAGE",
+                   help="a probe image; with --out, any number of images and folders (searched recursively)")
     d.add_argument("--top", type=positive_int, default=5, help="candidates to show (default 5)")
     d.add_argument("--rank", choices=("min", "mean"), default="min",
                    help="identity distance: nearest example (min, default) or mean of the k nearest")
@@ -64,6 +73,7 @@ def add_parser(sub, shared) -> None:
     d.add_argument("--all-faces", action="store_true",
                    help=f"one result per face of the photo, largest first (face models; at most {MAX_FACES} faces)")
     d.add_argument("--index", choices=INDEX_KINDS, default="auto", help=INDEX_HELP)
+    add_batch_options(d, "image")
     d.set_defaults(func=cmd_identify)
 
 
@@ -93,11 +103,20 @@ def _skipped(items, quiet: bool) -> None:
         note(f"skipped {label}: {why}")
 
 
+def _min_quality(args, verifier):
+    """The quality a face must reach to be enrolled: the default thresholds, None with --allow-poor."""
+    if args.allow_poor or not verifier.face_mode or args.face == "whole":
+        return None
+    from siamgui.core.face.quality import DEFAULT_THRESHOLDS
+
+    return DEFAULT_THRESHOLDS
+
+
 def cmd_add(args) -> int:
     verifier = open_verifier(args)
     with _open(args, create=True) as g:
         res = g.enroll(verifier, args.name, args.images, notes=args.notes, face_policy=args.face,
-                       skip_bad=args.skip_bad)
+                       skip_bad=args.skip_bad, min_quality=_min_quality(args, verifier))
         _skipped(res.skipped, args.json)
         if args.json:
             print(json.dumps({"name": res.name, "added": res.added, "skipped": len(res.skipped),
@@ -114,7 +133,8 @@ def cmd_import(args) -> int:
     verifier = open_verifier(args)
     with _open(args, create=True) as g:
         res = g.import_folder(verifier, args.data_dir, face_policy=args.face,
-                              progress=progress("importing images", args.json))
+                              progress=progress("importing images", args.json),
+                              min_quality=_min_quality(args, verifier))
         _skipped(res.skipped, args.json)
         if args.json:
             print(json.dumps({"identities": res.identities, "added": res.added, "skipped": len(res.skipped),
@@ -168,12 +188,19 @@ def cmd_rename(args) -> int:
 
 
 def cmd_identify(args) -> int:
+    if args.out or args.resume or args.overwrite:
+        return _identify_batch(args)
+    if len(args.images) != 1 or os.path.isdir(args.images[0]):
+        raise UsageError("gallery identify: several images or a folder need --out RESULTS.csv")
+    args.image = args.images[0]
     if args.all_faces:
         return _identify_faces(args)
     verifier = open_verifier(args)
     with _open(args) as g:
         _sync(g, verifier, args.json)
         res = g.identify(verifier, args.image, top=args.top, rank=args.rank, k=args.k, face_policy=args.face)
+    if res.no_face:  # as compare: no identity claimed, one line, nothing on stdout
+        raise UsageError(f"no face found in {args.image}, so no identity; use --face whole to use the whole image")
     if verifier.face_mode and res.face is not None and (res.face.count != 1 or res.face.mode != "face"):
         note(res.face.message())
     if args.json:
@@ -184,6 +211,26 @@ def cmd_identify(args) -> int:
     for n, c in enumerate(res.candidates, 1):
         print(f"{n:>2}. {c.name}  {c.distance:.4f}")
     return EXIT_OK
+
+
+def _identify_batch(args) -> int:
+    """``identify IMAGE_OR_DIR... --out RESULTS.csv [--resume | --overwrite]``: one row per image."""
+    if not args.out:
+        raise UsageError("gallery identify: --resume and --overwrite go with --out RESULTS.csv")
+    if args.all_faces:
+        raise UsageError("gallery identify: --all-faces cannot be combined with --out")
+    from siamgui.core.batch import plan_identify, run_identify
+
+    batch = plan_identify(args.images, args.out, existing_mode(args))  # bad input refused before the model loads
+    verifier = open_verifier(args)
+    with _open(args) as g:
+        _sync(g, verifier, args.json)
+        try:
+            run_identify(verifier, g, batch, top=args.top, rank=args.rank, k=args.k, face_policy=args.face,
+                         progress=batch_progress("identifying", "images", args.json))
+        except KeyboardInterrupt:
+            return interrupted_batch(batch)
+    return finish_batch(args, batch, "rows", "image(s) could not be read")
 
 
 def _identify_faces(args) -> int:

@@ -27,7 +27,9 @@ def add_parser(sub, shared) -> None:
                    help="default: the preset's (triplet for face, contrastive otherwise)")
     t.add_argument("--margin", type=finite_float)
     t.add_argument("--distance", choices=("euclidean", "cosine"), default="euclidean")
-    t.add_argument("--epochs", type=positive_int)
+    t.add_argument("--epochs", type=positive_int,
+                   help="train exactly this many epochs (default: automatic, from the data size and the time "
+                        "budget, with an early stop; docs/training.md)")
     t.add_argument("--batch-size", type=positive_int)
     t.add_argument("--lr", type=finite_float)
     t.add_argument("--image-size", type=positive_int)
@@ -40,7 +42,8 @@ def add_parser(sub, shared) -> None:
                    help="fine-tuning: fraction of the encoder (input side) to keep frozen")
     t.add_argument("--patience", type=positive_int, help="early stop after N epochs without EER gain")
     t.add_argument("--max-minutes", type=finite_float,
-                   help="wall-clock budget of the training loop; the learning rate schedule follows it")
+                   help="wall-clock budget of the training loop (default without --epochs: 5); training stops "
+                        "after the batch that spends it, then calibrates and saves; the learning rate follows it")
     t.add_argument("--channels-last", action="store_true", help="CPU: channels-last convolutions (faster)")
     t.add_argument("--threshold-point", choices=("best-accuracy", "eer", "far"), default="best-accuracy")
     t.add_argument("--target-far", type=fraction, default=0.01)
@@ -48,13 +51,8 @@ def add_parser(sub, shared) -> None:
     t.set_defaults(func=run)
 
 
-def _fmt_time(s: float) -> str:
-    s = int(max(0, s))
-    return f"{s // 3600}:{s % 3600 // 60:02d}:{s % 60:02d}" if s >= 3600 else f"{s // 60}:{s % 60:02d}"
-
-
 def run(args) -> int:
-    from siamgui.core.training import Epoch, Finished, Loading, Log, Step, TrainConfig, TrainControl, train
+    from siamgui.core.training import Epoch, Finished, Loading, Log, Step, TrainConfig, TrainControl, time_left, train
     from siamgui.core.training.distributed import env_from_environ
 
     distributed = env_from_environ()
@@ -107,14 +105,15 @@ def run(args) -> int:
                     frac = ev.global_step / ev.total_steps
                     bar = "#" * int(frac * 24)
                     print(f"\repoch {ev.epoch}/{ev.epochs} [{bar:<24}] loss {ev.running_loss:.4f} "
-                          f"{ev.pairs_per_s:,.0f} pairs/s ETA {_fmt_time(ev.eta_s)}  ", end="", file=sys.stderr)
+                          f"{ev.pairs_per_s:,.0f} pairs/s, {time_left(ev.eta_s)}  ", end="", file=sys.stderr)
             elif isinstance(ev, Epoch):
                 if tty:
                     print(file=sys.stderr)
                 val = (f"val loss {ev.val_loss:.4f} AUC {ev.val_auc:.4f} EER {ev.val_eer:.4f}"
                        if ev.val_auc is not None else "no validation")
+                left = f"; {time_left(ev.eta_s)}" if ev.eta_s else ""
                 print(f"epoch {ev.epoch}/{ev.epochs}: train loss {ev.train_loss:.4f}, {val}"
-                      f"{' (best)' if ev.is_best else ''}", file=sys.stderr)
+                      f"{' (best)' if ev.is_best else ''}{left}", file=sys.stderr)
             elif isinstance(ev, Finished):
                 result = ev.result
                 if ev.reason:

@@ -4,6 +4,11 @@ A dataset folder holds one sub-folder per class (identity); images may sit in
 nested folders below a class folder. Hidden files, ``Thumbs.db`` and non-image
 names are ignored; symlinked folders are not followed (no loops). Files that
 cannot be read are skipped and counted, never fatal.
+
+Skilled forgeries, as signature datasets ship them: a sibling folder
+``NAME_forg`` or a sub-folder ``NAME/forgeries/`` holds forgeries of class
+``NAME``. They are never a class and never positives: they are kept apart in
+:attr:`FolderDataset.forgeries` and used only as negatives of ``NAME``.
 """
 
 from __future__ import annotations
@@ -35,6 +40,17 @@ class DatasetSummary:
     counts: dict[str, int]
     #: Problems that make training impossible (empty when training can start).
     problems: list[str]
+    #: Classes that have skilled forgeries, and the number of forgery images.
+    classes_with_forgeries: int = 0
+    forgery_images: int = 0
+    #: Things the user should know that do not stop training (e.g. forgeries of a missing class).
+    notes: list[str] = field(default_factory=list)
+
+    def headline(self) -> str:
+        """One line: "12 classes, 3 with forgeries (40 images), 150 images"."""
+        forg = (f", {self.classes_with_forgeries} with forgeries ({self.forgery_images} images)"
+                if self.forgery_images else "")
+        return f"{self.classes} classes{forg}, {self.images} images"
 
     @property
     def trainable(self) -> bool:
@@ -46,6 +62,7 @@ class DatasetSummary:
             "per_class_min": self.per_class_min, "per_class_median": self.per_class_median,
             "per_class_max": self.per_class_max, "classes_with_pairs": self.classes_with_pairs,
             "single_image_classes": len(self.single_image_classes), "skipped": len(self.skipped),
+            "classes_with_forgeries": self.classes_with_forgeries, "forgery_images": self.forgery_images,
         }
 
 
@@ -57,6 +74,10 @@ class FolderDataset:
     samples: list[tuple[str, int]]
     #: (path, reason) for files that could not be used
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    #: (path, index of the class it forges): skilled forgeries, negatives of that class only.
+    forgeries: list[tuple[str, int]] = field(default_factory=list)
+    #: Notes for the summary (e.g. a ``NAME_forg`` folder without ``NAME``, ignored).
+    notes: list[str] = field(default_factory=list)
 
     @property
     def labels(self) -> np.ndarray:
@@ -77,12 +98,30 @@ class FolderDataset:
         keep = sorted(int(c) for c in class_indices)
         remap = {c: i for i, c in enumerate(keep)}
         return FolderDataset(self.root, [self.classes[c] for c in keep],
-                             [(p, remap[c]) for p, c in self.samples if c in remap], [])
+                             [(p, remap[c]) for p, c in self.samples if c in remap], [],
+                             [(p, remap[c]) for p, c in self.forgeries if c in remap])
 
     def drop(self, bad_paths: set[str], reason: str = "unreadable") -> "FolderDataset":
         """The dataset without some files (e.g. ones that failed to decode), counted as skipped."""
         return FolderDataset(self.root, self.classes, [(p, c) for p, c in self.samples if p not in bad_paths],
-                             self.skipped + [(p, reason) for p in sorted(bad_paths)])
+                             self.skipped + [(p, reason) for p in sorted(bad_paths)],
+                             [(p, c) for p, c in self.forgeries if p not in bad_paths], list(self.notes))
+
+    @property
+    def forgery_paths(self) -> list[str]:
+        return [p for p, _ in self.forgeries]
+
+    def labels_with_forgeries(self) -> tuple[np.ndarray, np.ndarray]:
+        """Labels of ``paths + forgery_paths`` and, for each, the class it forges (-1: genuine).
+
+        Each forgery gets a label of its own (past the class indices): it has no positive,
+        and is a negative of every class, its victim's above all.
+        """
+        n = len(self.samples)
+        labels = np.r_[self.labels, len(self.classes) + np.arange(len(self.forgeries), dtype=np.int64)]
+        forgery_of = np.r_[np.full(n, -1, np.int64), np.fromiter((c for _, c in self.forgeries), np.int64,
+                                                                   count=len(self.forgeries))]
+        return labels.astype(np.int64), forgery_of
 
     def summary(self) -> DatasetSummary:
         counts = self.class_counts()
@@ -109,7 +148,8 @@ class FolderDataset:
             classes_with_pairs=with_pairs,
             single_image_classes=[self.classes[i] for i, n in enumerate(counts) if n == 1],
             skipped=list(self.skipped), counts={c: int(n) for c, n in zip(self.classes, counts)},
-            problems=problems,
+            problems=problems, classes_with_forgeries=len({c for _, c in self.forgeries}),
+            forgery_images=len(self.forgeries), notes=list(self.notes),
         )
 
 
@@ -149,16 +189,14 @@ def scan_folder(root: str | os.PathLike, *, check: bool = True, cancel=None) -> 
     except OSError as exc:
         raise DatasetError(f"Cannot read {root}: {exc.strerror or exc}") from None
     class_dirs = [e for e in entries if e.is_dir(follow_symlinks=False)]
+    names = {e.name for e in class_dirs}
     classes: list[str] = []
     samples: list[tuple[str, int]] = []
     skipped: list[tuple[str, str]] = []
-    for entry in class_dirs:
-        files: list[str] = []
-        for dirpath, dirnames, filenames in os.walk(entry.path, followlinks=False):
-            dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
-            for name in sorted(filenames):
-                if is_image_name(name):
-                    files.append(os.path.join(dirpath, name))
+    forged: dict[str, list[str]] = {}
+    notes: list[str] = []
+
+    def usable(files: list[str]) -> list[str]:
         good = []
         for path in files:
             if cancel is not None and cancel():
@@ -168,11 +206,47 @@ def scan_folder(root: str | os.PathLike, *, check: bool = True, cancel=None) -> 
                 skipped.append((path, reason))
             else:
                 good.append(path)
+        return good
+
+    for entry in class_dirs:
+        if entry.name.endswith(FORGERY_SUFFIX) and len(entry.name) > len(FORGERY_SUFFIX):
+            owner = entry.name[:-len(FORGERY_SUFFIX)]
+            if owner in names:
+                forged.setdefault(owner, []).extend(usable(_image_files(entry.path)))
+            else:
+                notes.append(f"{entry.name}: forgeries of {owner}, but there is no folder {owner}; ignored.")
+            continue
+        good = usable(_image_files(entry.path, skip_forgeries=True))
+        forg_dir = os.path.join(entry.path, FORGERY_FOLDER)
+        if os.path.isdir(forg_dir) and not os.path.islink(forg_dir):
+            forged.setdefault(entry.name, []).extend(usable(_image_files(forg_dir)))
         if good:
             idx = len(classes)
             classes.append(entry.name)
             samples.extend((p, idx) for p in good)
-    return FolderDataset(root, classes, samples, skipped)
+    index = {name: i for i, name in enumerate(classes)}
+    forgeries = []
+    for owner, paths in sorted(forged.items()):
+        if owner in index:
+            forgeries.extend((p, index[owner]) for p in paths)
+        elif paths:
+            notes.append(f"{owner}: forgeries but no readable genuine images; ignored.")
+    return FolderDataset(root, classes, samples, skipped, forgeries, notes)
+
+
+#: ``NAME_forg`` beside ``NAME``, or ``NAME/forgeries/``: skilled forgeries of ``NAME`` (as signature sets ship them).
+FORGERY_SUFFIX = "_forg"
+FORGERY_FOLDER = "forgeries"
+
+
+def _image_files(folder: str, skip_forgeries: bool = False) -> list[str]:
+    """Image files under ``folder`` (sorted, nested folders too, no hidden ones, no symlinked folders)."""
+    files: list[str] = []
+    for dirpath, dirnames, filenames in os.walk(folder, followlinks=False):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith(".")
+                             and not (skip_forgeries and dirpath == folder and d == FORGERY_FOLDER))
+        files.extend(os.path.join(dirpath, name) for name in sorted(filenames) if is_image_name(name))
+    return files
 
 
 def split_by_class(ds: FolderDataset, val_fraction: float, seed: int) -> tuple[FolderDataset, FolderDataset | None]:

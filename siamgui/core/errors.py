@@ -37,3 +37,7 @@ class GalleryError(SiamguiError):
 
 class EvaluationCancelled(SiamguiError):
     """The user stopped the evaluation."""
+
+
+class PeopleError(SiamguiError):
+    """Sorting a photo folder by person failed (no faces, nothing readable, a damaged people file)."""

@@ -107,3 +107,65 @@ def make_shapes_dataset(root: str | Path, n_classes: int = 12, per_class: int = 
         for i in range(per_class):
             draw_shape(shape, size, rng, colour).save(folder / f"{shape}_{i:03d}.{fmt}")
     return root
+
+
+# -- stroke glyphs: many classes, with options that change the statistics ---------------------
+def _glyph_strokes(rng: np.random.Generator) -> list[np.ndarray]:
+    """A class: 2-4 strokes, each a polyline through 3-5 control points in the unit square, smoothed."""
+    strokes = []
+    for _ in range(int(rng.integers(2, 5))):
+        pts = rng.uniform(0.15, 0.85, size=(int(rng.integers(3, 6)), 2))
+        for _ in range(2):  # Chaikin corner cutting: the strokes look drawn, not ruled
+            q, r = 0.75 * pts[:-1] + 0.25 * pts[1:], 0.25 * pts[:-1] + 0.75 * pts[1:]
+            pts = np.concatenate([pts[:1], np.stack([q, r], 1).reshape(-1, 2), pts[-1:]])
+        strokes.append(pts)
+    return strokes
+
+
+def draw_glyph(strokes: list[np.ndarray], size: int, rng: np.random.Generator, *, ink=(20, 20, 20),
+               paper=(235, 235, 235), rotate: float = 0.12, clutter: int = 0, jitter: float = 0.025) -> Image.Image:
+    """One image of a glyph class: jittered strokes, random width, small shift and scale, rotation up to
+    ``rotate`` radians, ``clutter`` faint distractor lines, pixel noise."""
+    im = Image.new("RGB", (size, size), tuple(int(v) for v in paper))
+    d = ImageDraw.Draw(im)
+    for _ in range(clutter):
+        a, b = rng.uniform(0, size, 2), rng.uniform(0, size, 2)
+        faint = tuple(int(p + (i - p) * 0.35) for p, i in zip(paper, ink))
+        d.line((*a, *b), fill=faint, width=max(1, size // 40))
+    angle = rng.uniform(-rotate, rotate)
+    c, s = math.cos(angle), math.sin(angle)
+    scale = rng.uniform(0.85, 1.1)
+    shift = rng.uniform(-0.06, 0.06, 2)
+    width = max(1, int(size * rng.uniform(0.03, 0.06)))
+    for stroke in strokes:
+        pts = stroke + rng.normal(0, jitter, stroke.shape)
+        pts = (pts - 0.5) * scale
+        pts = np.stack([c * pts[:, 0] - s * pts[:, 1], s * pts[:, 0] + c * pts[:, 1]], 1) + 0.5 + shift
+        d.line([tuple(p) for p in pts * size], fill=tuple(int(v) for v in ink), width=width, joint="curve")
+    arr = np.asarray(im, dtype=np.int16) + rng.normal(0, 6, (size, size, 3)).astype(np.int16)
+    return Image.fromarray(np.clip(arr, 0, 255).astype(np.uint8))
+
+
+def make_glyph_dataset(root: str | Path, n_classes: int = 30, per_class: int = 12, size: int = 64, seed: int = 0,
+                       colour: bool = False, rotate: float = 0.12, clutter: int = 0, fmt: str = "png") -> Path:
+    """Write ``n_classes`` folders of stroke glyphs (handwriting-like); returns ``root``.
+
+    ``colour``: each class also has its own ink and paper colours (colour then carries
+    identity); ``rotate``: the rotation range in radians (``math.pi``: any angle);
+    ``clutter``: faint distractor lines per image.
+    """
+    root = Path(root)
+    rng = np.random.default_rng(seed)
+    for k in range(n_classes):
+        strokes = _glyph_strokes(rng)
+        if colour:
+            ink, paper = rng.integers(0, 140, 3), rng.integers(150, 256, 3)
+        else:
+            ink, paper = np.full(3, int(rng.integers(0, 60))), np.full(3, int(rng.integers(200, 256)))
+        folder = root / f"g{k:04d}"
+        folder.mkdir(parents=True, exist_ok=True)
+        for i in range(per_class):
+            im = draw_glyph(strokes, size, rng, ink=ink + rng.integers(-15, 16, 3) if colour else ink,
+                            paper=paper, rotate=rotate, clutter=clutter)
+            im.save(folder / f"g{k:04d}_{i:03d}.{fmt}")
+    return root

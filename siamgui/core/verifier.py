@@ -52,7 +52,9 @@ COMPARE_FACE_POLICIES = ("largest", "whole", "best")
 class Comparison:
     distance: float
     threshold: float
-    same: bool
+    #: The verdict: distance below threshold; None when there is no verdict because a face
+    #: model found no face in an image (:attr:`missing_faces`); the distance is then only informational.
+    same: bool | None
     faces: tuple[FaceInfo | None, FaceInfo | None] = (None, None)
     #: The prepared inputs the model saw, (H, W, C) uint8, for display.
     inputs: tuple[np.ndarray | None, np.ndarray | None] = (None, None)
@@ -65,6 +67,28 @@ class Comparison:
     #: ``face_policy="best"``: per image, the boxes the indices refer to (None: no face was
     #: detected and the image's main-face answer was used).
     face_boxes: tuple[list, list] | None = None
+    #: "A" and/or "B": the images in which a face model found no face (the aligner fell back
+    #: to the centre of the image); then :attr:`same` is None. Empty with ``face_policy="whole"``.
+    missing_faces: tuple[str, ...] = ()
+    #: Per image the face's quality (:class:`~siamgui.core.face.quality.FaceQuality` or None), for
+    #: callers that judge it (:func:`~siamgui.core.face.quality.assess_source`); compare leaves it unset.
+    quality: tuple = (None, None)
+
+    @property
+    def has_verdict(self) -> bool:
+        return not self.missing_faces
+
+    def apply_threshold(self, threshold: float) -> None:
+        """A new threshold: the verdict changes (unless there is none), the distance does not."""
+        self.threshold = float(threshold)
+        self.same = None if self.missing_faces else self.distance < self.threshold
+
+    def no_face_message(self) -> str:
+        """One line naming the image(s) without a face ("" when both have one)."""
+        if not self.missing_faces:
+            return ""
+        which = " and ".join(f"image {x}" for x in self.missing_faces)
+        return f"No face found in {which}: no verdict (compare the whole images to compare them anyway)."
 
     def __iter__(self):  # ``distance, threshold, same = verifier.compare(a, b)``
         return iter((self.distance, self.threshold, self.same))
@@ -338,7 +362,8 @@ class Verifier:
                 face_policy: str = "largest", bgr: bool = False) -> Comparison:
         """The distance and verdict for two images. ``face_policy``: the main face (``"largest"``),
         the whole image, or ``"best"``: every face of A against every face of B, the closest
-        pair decides (:attr:`Comparison.faces_used`)."""
+        pair decides (:attr:`Comparison.faces_used`). With a face model and no face found in an
+        image (except with ``"whole"``) there is no verdict (:attr:`Comparison.missing_faces`)."""
         if face_policy == "best":
             return self._compare_best(image_a, image_b, threshold, bgr)
         (arr_a, info_a, emb_a), (arr_b, info_b, emb_b) = self._embedded((image_a, image_b), face_policy, bgr)
@@ -346,6 +371,10 @@ class Verifier:
         t = self.threshold if threshold is None else float(threshold)
         result = Comparison(d, t, d < t, inputs=(arr_a, arr_b))
         result.faces = (info_a, info_b)
+        if self.face_mode and face_policy != "whole":
+            result.missing_faces = tuple(label for label, info in (("A", info_a), ("B", info_b))
+                                         if info is None or info.mode != "face")
+            result.apply_threshold(t)
         if self.face_mode:
             for label, info in (("A", info_a), ("B", info_b)):
                 if info is not None and (info.count != 1 or info.mode != "face"):
@@ -369,6 +398,10 @@ class Verifier:
                             faces_used=(fa.rows[i] or 0, fb.rows[j] or 0), face_distances=table,
                             face_boxes=(fa.boxes, fb.boxes))
         result.faces = tuple(self._chosen(a, k) for a, k in ((fa, i), (fb, j)))
+        if self.face_mode:
+            result.missing_faces = tuple(label for label, a, info in zip("AB", (fa, fb), result.faces)
+                                         if not a.faces and (info is None or info.mode != "face"))
+            result.apply_threshold(t)
         for label, a, info in zip("AB", (fa, fb), result.faces):
             if info is None:
                 continue

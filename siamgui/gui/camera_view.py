@@ -12,8 +12,13 @@ API (all on the GUI thread):
   callable returning a :class:`~siamgui.capture.camera.CameraSource`.
 - ``stop()``; ``shutdown()`` also waits for the thread (call it on close).
 - ``running`` / ``source``; ``current_frame()`` -> the last BGR frame (copy) or None.
-- ``set_detect_faces(bool)``: detect faces (MTCNN) in the worker and draw boxes;
-  ``last_boxes`` holds the boxes of the current frame.
+- ``set_detect_faces(bool)``: detect faces (the bundled face model's detector) in the worker
+  and draw boxes; ``last_boxes`` holds the boxes of the current frame. The main face's
+  quality and a liveness hint (at most ~3 per second) are computed there too, shown under the
+  preview and kept in ``last_judgement``.
+- ``set_judge_faces(bool)``: judge the main face in the reader or not (default on).
+- ``best_recent_frame()`` -> (BGR frame, FaceQuality or None): the best shown frame of the
+  last second (core ``RecentFrames``), or the current one when none had a face.
 - ``set_overlays(list[Overlay])``: extra boxes/labels drawn on every frame
   (e.g. identification results) until replaced.
 - Signals: ``started(str description)``, ``frame_ready(np.ndarray BGR)`` per
@@ -35,22 +40,29 @@ import numpy as np
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QLabel, QSizePolicy, QVBoxLayout, QWidget
 
+from siamgui.core.face.live import PreviewJudge
+from siamgui.core.face.quality import RecentFrames
 from siamgui.gui.image_view import SKY_BLUE, ImageView, Overlay, array_to_qimage
 from siamgui.gui.workers import Worker, WorkerGroup
 
 
 class Feed:
-    """Shared by a preview and its reader: draw face boxes or not, and whether the GUI still shows a frame."""
+    """Shared by a preview and its reader: draw face boxes or not, judge the main face or not
+    (``judge``: a :class:`~siamgui.core.face.live.PreviewJudge`, used only by the reader's thread),
+    and whether the GUI still shows a frame."""
 
-    def __init__(self, detect_faces: bool = False):
+    def __init__(self, detect_faces: bool = False, judge=None):
         self.detect_faces = detect_faces
+        self.judge = judge
         self.showing = threading.Event()
 
 
 def read_frames(task, source, feed: Feed):
     """Runs in the reader's worker: yields ``("opened", description, fps, is_file)``, then
-    ``("frame", bgr, boxes)`` whenever the GUI has shown the previous frame (others are
-    dropped, so a slow GUI never builds up a queue); returns why the source ended."""
+    ``("frame", bgr, boxes, judgement)`` whenever the GUI has shown the previous frame (others are
+    dropped, so a slow GUI never builds up a queue); ``judgement`` is the main face's quality and
+    liveness hint (:class:`~siamgui.core.face.live.FrameJudgement`) when ``feed.judge`` is set,
+    else None. Returns why the source ended."""
     from siamgui.capture.camera import open_source
 
     src = source() if callable(source) else open_source(source)
@@ -64,8 +76,9 @@ def read_frames(task, source, feed: Feed):
                 return src.end_message()
             if not feed.showing.is_set():
                 boxes = preview_faces(frame) if feed.detect_faces else []
+                judgement = judge_main_face(feed.judge, frame, boxes) if feed.detect_faces else None
                 feed.showing.set()
-                yield ("frame", frame, boxes)
+                yield ("frame", frame, boxes, judgement)
             if period:
                 due += period
                 delay = due - time.monotonic()
@@ -109,6 +122,18 @@ def preview_faces(frame: np.ndarray, face_cfg: dict | None = None) -> list:
             return []
 
 
+def judge_main_face(judge, frame: np.ndarray, boxes: list):
+    """The judgement of the main face among ``boxes`` (the one a capture uses); None without a judge."""
+    if judge is None:
+        return None
+    if not boxes:
+        return judge.judge(frame, None)
+    from siamgui.core.face.detect import main_face
+
+    k = main_face(boxes, range(len(boxes)), (frame.shape[1], frame.shape[0]))
+    return judge.judge(frame, boxes[k])
+
+
 class CameraView(QWidget):
     """Live preview of a camera source (see the module docstring for the API)."""
 
@@ -125,8 +150,13 @@ class CameraView(QWidget):
         self.status_label.setSizePolicy(QSizePolicy.Policy.Preferred, QSizePolicy.Policy.Minimum)
         lay = QVBoxLayout(self)
         lay.setContentsMargins(0, 0, 0, 0)
+        self.judge_label = QLabel("")
+        self.judge_label.setWordWrap(True)
+        self.judge_label.setToolTip("The main face's quality, and a liveness hint from Silent-Face-Anti-Spoofing's "
+                                    "MiniFASNet networks (a hint, not a security check; docs/quality.md)")
         lay.addWidget(self.view, 1)
         lay.addWidget(self.status_label)
+        lay.addWidget(self.judge_label)
         self._worker: Worker | None = None
         self._feed = Feed()
         self._readers = WorkerGroup(self)
@@ -134,8 +164,11 @@ class CameraView(QWidget):
         self._paused = False
         self._frame: np.ndarray | None = None
         self._detect_faces = False
+        self._judge_faces = True
         self._overlays: list[Overlay] = []
         self.last_boxes: list = []
+        self.last_judgement = None  # FrameJudgement of the current frame (face detection on)
+        self.recent = RecentFrames(1.0)
         self.description = ""
         self.fps = 0.0
 
@@ -161,6 +194,7 @@ class CameraView(QWidget):
         self.view.set_placeholder("Camera off")
         self.view.set_image(None)
         self._frame = None
+        self.recent = RecentFrames(1.0)
 
     def shutdown(self, wait_ms: int = 5000) -> bool:
         """Stop and wait for the reader thread (the camera is released by then)."""
@@ -170,12 +204,32 @@ class CameraView(QWidget):
     def current_frame(self) -> np.ndarray | None:
         return None if self._frame is None else self._frame.copy()
 
+    def best_recent_frame(self) -> tuple[np.ndarray | None, object]:
+        """(frame, quality): the best shown frame of the last second by face quality (good before
+        poor, then sharper), else the current frame with quality None."""
+        best = self.recent.best(time.monotonic())
+        if best is None:
+            return self.current_frame(), None
+        frame, quality = best
+        return frame.copy(), quality
+
     def set_detect_faces(self, on: bool) -> None:
         self._detect_faces = bool(on)
         self._feed.detect_faces = self._detect_faces
         if not on:
             self.last_boxes = []
+            self.last_judgement = None
+            self.judge_label.setText("")
             self._redraw_overlays()
+
+    def set_judge_faces(self, on: bool) -> None:
+        """Judge the main face (quality, liveness hint) in the reader, or not (e.g. while another
+        worker judges the same frames: live verification)."""
+        self._judge_faces = bool(on)
+        self._feed.judge = PreviewJudge() if on else None
+        if not on:
+            self.last_judgement = None
+            self.judge_label.setText("")
 
     def set_overlays(self, overlays: list[Overlay]) -> None:
         self._overlays = list(overlays)
@@ -188,7 +242,9 @@ class CameraView(QWidget):
         self.view.set_image(None)
         self.view.set_placeholder("Opening camera…")
         self.status_label.setText("")
-        self._feed = Feed(self._detect_faces)
+        self.judge_label.setText("")
+        self.recent = RecentFrames(1.0)
+        self._feed = Feed(self._detect_faces, PreviewJudge() if self._judge_faces else None)
         w = Worker(read_frames, self._source, self._feed, parent=self, name="camera", pass_task=True)
         w.yielded.connect(partial(self._on_reader_item, w))
         w.returned.connect(partial(self._on_reader_ended, w))
@@ -210,9 +266,13 @@ class CameraView(QWidget):
             self.status_label.setText(f"{description} · {fps:.0f} fps")
             self.started.emit(description)
             return
-        _, frame, boxes = item
+        _, frame, boxes, judgement = item
         self._frame = frame
         self.last_boxes = list(boxes)
+        self.last_judgement = judgement
+        if judgement is not None:
+            self.judge_label.setText(judgement.text())
+            self.recent.add(time.monotonic(), frame, judgement.quality if judgement.box is not None else None)
         self.view.set_image(array_to_qimage(frame, bgr=True))
         self._redraw_overlays()
         self._feed.showing.clear()  # the reader may send the next frame
@@ -234,7 +294,13 @@ class CameraView(QWidget):
         self.stopped.emit(message)
 
     def _redraw_overlays(self) -> None:
-        faces = [Overlay(tuple(b), SKY_BLUE, "", 3.0) for b in self.last_boxes] if self._detect_faces else []
+        j = self.last_judgement
+        judged = tuple(j.box) if j is not None and j.box is not None and j.quality is not None else None
+
+        def label(box) -> str:  # the main face's box says its quality
+            return j.quality.verdict if judged is not None and tuple(box) == judged else ""
+
+        faces = [Overlay(tuple(b), SKY_BLUE, label(b), 3.0) for b in self.last_boxes] if self._detect_faces else []
         self.view.set_overlays(faces + self._overlays)
 
     # -- pause while hidden ----------------------------------------------------------------

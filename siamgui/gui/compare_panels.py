@@ -54,6 +54,9 @@ class ResultPanel(QWidget):
         self.notes_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
         self.open_model_button = QPushButton("Open model file…")
         self.open_model_button.setVisible(False)
+        self.whole_button = QPushButton("Compare whole images")
+        self.whole_button.setToolTip("No face was found: compare the whole images instead (no face detection)")
+        self.whole_button.setVisible(False)
 
         lay = QVBoxLayout(self)
         lay.setContentsMargins(4, 0, 4, 0)
@@ -61,6 +64,7 @@ class ResultPanel(QWidget):
         lay.addWidget(self.verdict_label)
         lay.addWidget(self.detail_label)
         lay.addWidget(self.bar)
+        lay.addWidget(self.whole_button)
         lay.addSpacing(8)
         lay.addWidget(thr)
         lay.addLayout(face_row)
@@ -112,6 +116,14 @@ class CameraPanel(QGroupBox):
         self.start_button.setMinimumWidth(self.start_button.fontMetrics().horizontalAdvance("Stop Start") + 10)
         self.capture_a_button = compact_button("→ A", "Capture the current frame into image A")
         self.capture_b_button = compact_button("→ B", "Capture the current frame into image B")
+        self.live_button = compact_button("Verify live against A",
+                                          "Compare every new camera frame's main face with image A (smoothed "
+                                          "over the last half second)")
+        self.live_button.setCheckable(True)
+        self.live_label = QLabel("")
+        self.live_label.setWordWrap(True)
+        self.live_label.setAlignment(Qt.AlignmentFlag.AlignCenter)
+        self.live_label.setVisible(False)
         cl = QVBoxLayout(self)
         src_row = QHBoxLayout()
         src_row.addWidget(self.source_combo, 1)
@@ -126,6 +138,8 @@ class CameraPanel(QGroupBox):
         cap_row.addWidget(self.capture_a_button)
         cap_row.addWidget(self.capture_b_button)
         cl.addLayout(cap_row)
+        cl.addWidget(self.live_button)
+        cl.addWidget(self.live_label)
         self.setVisible(False)
 
     def show_cameras(self, indices) -> None:

@@ -8,6 +8,7 @@ import math
 from PySide6.QtCore import Signal
 from PySide6.QtWidgets import QFileDialog, QHBoxLayout, QPushButton, QVBoxLayout, QWidget
 
+from siamgui.core.face.live import quality_text
 from siamgui.gui.compare_panels import SLIDER_STEPS, CameraPanel, ResultPanel
 from siamgui.gui.image_slot import ImageSlot
 from siamgui.gui.image_view import BLUE, ORANGE, VERMILLION
@@ -20,19 +21,37 @@ VIDEO_FILTER = "Videos (*.avi *.mp4 *.mkv *.mov *.webm *.mjpg *.mjpeg);;All file
 
 
 class SlotAnalysis:
-    """The result of analysing the only image present (slot ``name``)."""
+    """The result of analysing the only image present (slot ``name``), with its face quality."""
 
-    def __init__(self, name: str, analysis):
-        self.name, self.analysis = name, analysis
+    def __init__(self, name: str, analysis, quality=None):
+        self.name, self.analysis, self.quality = name, analysis, quality
+
+
+def _quality(verifier, image, face):
+    """The face's quality (None: not a face model, or nothing to judge)."""
+    if not verifier.face_mode or face is None:
+        return None
+    from siamgui.core.face.quality import assess_source
+
+    return assess_source(image, face)
+
+
+def _live_job(live, frame, threshold: float):
+    """Runs in the live worker: one camera frame against image A (:class:`~siamgui.core.face.live.LiveVerifier`)."""
+    return live.verify(frame, threshold=threshold)
 
 
 def _compare_job(verifier, image_a, image_b, face_policy: str, threshold: float):
     """Runs in the worker thread: the comparison, or with one image missing the other's
-    analysis (faces found, the model's input; its embedding is kept for the comparison)."""
+    analysis (faces found, the model's input; its embedding is kept for the comparison);
+    each face's quality is judged here too."""
     if image_a is None or image_b is None:
         name, image = ("B", image_b) if image_a is None else ("A", image_a)
-        return SlotAnalysis(name, verifier.analyse(image, face_policy=face_policy))
-    return verifier.compare(image_a, image_b, threshold=threshold, face_policy=face_policy)
+        analysis = verifier.analyse(image, face_policy=face_policy)
+        return SlotAnalysis(name, analysis, _quality(verifier, image, analysis.face))
+    result = verifier.compare(image_a, image_b, threshold=threshold, face_policy=face_policy)
+    result.quality = (_quality(verifier, image_a, result.faces[0]), _quality(verifier, image_b, result.faces[1]))
+    return result
 
 
 class CompareTab(QWidget):
@@ -46,6 +65,7 @@ class CompareTab(QWidget):
     """
 
     comparison_finished = Signal(bool)
+    live_verdict = Signal(object)  # a LiveVerdict shown by "Verify live against A"
     analysis_finished = Signal(str)  # "A" or "B": the only image present has been analysed
     open_model_requested = Signal()
     message = Signal(str)
@@ -68,6 +88,11 @@ class CompareTab(QWidget):
         self.worker = LatestOnlyRunner(_compare_job, self, name="compare")
         self.worker.succeeded.connect(self._on_compare_succeeded)
         self.worker.failed.connect(self._on_compare_failed)
+        self.live = None  # the LiveVerifier while "Verify live against A" is on
+        self._live_req = 0
+        self.live_worker = LatestOnlyRunner(_live_job, self, name="live-verify")  # drops frames when behind
+        self.live_worker.succeeded.connect(self._on_live_verdict)
+        self.live_worker.failed.connect(self._on_live_failed)
 
         self.slot_a = ImageSlot("A", self)
         self.slot_b = ImageSlot("B", self)
@@ -80,6 +105,7 @@ class CompareTab(QWidget):
         self.start_button, self.refresh_button = self.camera_box.start_button, self.camera_box.refresh_button
         self.capture_a_button, self.capture_b_button = (self.camera_box.capture_a_button,
                                                         self.camera_box.capture_b_button)
+        self.live_button, self.live_label = self.camera_box.live_button, self.camera_box.live_label
         self.camera_toggle = QPushButton("Show camera")
         self.camera_toggle.setToolTip("A live camera preview to capture images from")
         self.camera_toggle.setCheckable(True)
@@ -127,6 +153,7 @@ class CompareTab(QWidget):
         self.panel.reset_button.clicked.connect(self.reset_threshold)
         self.face_combo.currentIndexChanged.connect(lambda _i: self.request_comparison())
         self.panel.open_model_button.clicked.connect(self.open_model_requested)
+        self.panel.whole_button.clicked.connect(lambda: self.set_face_policy("whole"))
         self.swap_button.clicked.connect(self.swap)
         self.camera_toggle.toggled.connect(self.show_camera_panel)
         self.start_button.clicked.connect(self._on_start_clicked)
@@ -134,6 +161,8 @@ class CompareTab(QWidget):
         self.camera_box.file_button.clicked.connect(self._choose_video)
         self.capture_a_button.clicked.connect(lambda: self.capture_to(self.slot_a))
         self.capture_b_button.clicked.connect(lambda: self.capture_to(self.slot_b))
+        self.live_button.toggled.connect(self._on_live_toggled)
+        self.slot_a.image_changed.connect(self._restart_live)
         self.camera_view.frame_ready.connect(self._on_camera_frame)
         self.camera_view.started.connect(self._on_camera_started)
         self.camera_view.stopped.connect(self._on_camera_stopped)
@@ -157,6 +186,7 @@ class CompareTab(QWidget):
         self.face_combo.setToolTip("What to compare when a photo has no face or several faces" if face
                                    else "Face detection is used only by face models")
         self.camera_view.set_detect_faces(face)
+        self._restart_live()
         self.request_comparison()
 
     def set_no_model(self, reason: str = "") -> None:
@@ -244,8 +274,7 @@ class CompareTab(QWidget):
             self.state.set_threshold(t)
         if self.result is not None:
             # the distance does not depend on the threshold: re-evaluate without a forward pass
-            self.result.threshold = t
-            self.result.same = self.result.distance < t
+            self.result.apply_threshold(t)
             self._show_result(self.result)
 
     def _update_reset_button(self) -> None:
@@ -318,16 +347,15 @@ class CompareTab(QWidget):
         if isinstance(result, SlotAnalysis):
             slot = self.slot_a if result.name == "A" else self.slot_b
             a = result.analysis
-            slot.set_analysis(a.face, a.input, bool(self.verifier and self.verifier.face_mode))
+            slot.set_analysis(a.face, a.input, bool(self.verifier and self.verifier.face_mode), result.quality)
             self.analysis_finished.emit(result.name)
             return
         self._pending_req = -1
-        result.threshold = self.threshold
-        result.same = result.distance < result.threshold
+        result.apply_threshold(self.threshold)
         self.result = result
         face_mode = bool(self.verifier and self.verifier.face_mode)
-        for slot, info, arr in zip((self.slot_a, self.slot_b), result.faces, result.inputs):
-            slot.set_analysis(info, arr, face_mode)
+        for slot, info, arr, q in zip((self.slot_a, self.slot_b), result.faces, result.inputs, result.quality):
+            slot.set_analysis(info, arr, face_mode, q)
         self._show_result(result)
         self.comparison_finished.emit(True)
 
@@ -351,6 +379,7 @@ class CompareTab(QWidget):
         return self.verdict_label.text()
 
     def _set_verdict(self, text: str, colour: str | None) -> None:
+        self.panel.whole_button.setVisible(False)  # offered only by a result without a face
         self.verdict_label.setText(text)
         if colour:
             self.verdict_label.setStyleSheet(f"background: {colour}; color: white; border-radius: 6px; padding: 6px;")
@@ -385,6 +414,9 @@ class CompareTab(QWidget):
         self._set_notes("")
 
     def _show_result(self, result) -> None:
+        if not result.has_verdict:
+            self._show_no_face(result)
+            return
         if result.same:
             self._set_verdict("✓ SAME", BLUE)
             relation = "<"
@@ -399,6 +431,16 @@ class CompareTab(QWidget):
         self.panel.detail_label.setText(detail)
         self.panel.bar.set_values(result.distance, result.threshold)
         self._set_notes("\n".join(result.notes), warn=bool(result.notes))
+
+    def _show_no_face(self, result) -> None:
+        """No SAME/DIFFERENT: which image has no face, the distance for information, and the way out."""
+        which = " and ".join(f"image {x}" for x in result.missing_faces)
+        self._set_verdict(f"No face in {which}", None)
+        self.panel.detail_label.setText(f"distance {result.distance:.4f} (for information only: no verdict "
+                                        "without a face)")
+        self.panel.bar.set_values(None, result.threshold)
+        self.panel.whole_button.setVisible(True)
+        self._set_notes("\n".join([result.no_face_message(), *result.notes]), warn=True)
 
     # -- camera ------------------------------------------------------------------------------
     def show_camera_panel(self, on: bool = True) -> None:
@@ -429,9 +471,13 @@ class CompareTab(QWidget):
             self.start_camera()
 
     def capture_to(self, slot: ImageSlot) -> None:
-        frame = self.camera_view.current_frame()
+        """Capture into ``slot`` the best frame of the last second (by face quality), else the current one."""
+        frame, quality = self.camera_view.best_recent_frame()
         if frame is not None and self.camera_view.running:
             slot.set_image_array(frame, f"Camera {_dt.datetime.now():%H:%M:%S}", bgr=True)
+            if quality is not None:
+                self.message.emit(f"Image {slot.name}: the best frame of the last second "
+                                  f"({quality_text(quality).lower()}).")
             return
         self._pending_capture = slot  # filled by the first frame
         if not self.camera_view.running:
@@ -439,6 +485,8 @@ class CompareTab(QWidget):
         self.message.emit(f"Starting the camera for image {slot.name}…")
 
     def _on_camera_frame(self, frame) -> None:
+        if self.live is not None:
+            self.live_worker.submit(self._live_req, self.live, frame, self.threshold)
         if self._pending_capture is not None:
             slot, self._pending_capture = self._pending_capture, None
             slot.set_image_array(frame, f"Camera {_dt.datetime.now():%H:%M:%S}", bgr=True)
@@ -473,9 +521,72 @@ class CompareTab(QWidget):
         if path:
             self.start_camera(path)
 
+    # -- live verification ----------------------------------------------------------------------
+    def start_live(self) -> bool:
+        """Verify each new camera frame against image A (starting the camera if needed)."""
+        if self.live_button.isChecked() and self.live is not None:
+            return True
+        self.live_button.setChecked(True)  # re-enters through the toggled signal
+        return self.live is not None
+
+    def stop_live(self) -> None:
+        self.live_button.setChecked(False)
+
+    def _on_live_toggled(self, on: bool) -> None:
+        if not on:
+            self.live = None
+            self._live_req += 1
+            self.live_worker.cancel_pending()
+            self.live_label.setVisible(False)
+            self.camera_view.set_judge_faces(True)
+            return
+        if self.verifier is None or self.slot_a.image is None:
+            self.message.emit("Verify live: load a model and put the reference image in A first.")
+            self.live_button.setChecked(False)
+            return
+        self._restart_live()
+        self.camera_view.set_judge_faces(False)  # the live worker judges each face itself: not twice
+        self.live_label.setText("Waiting for the camera…")
+        self.live_label.setStyleSheet("")
+        self.live_label.setVisible(True)
+        if not self.camera_view.running:
+            self.start_camera()
+
+    def _restart_live(self) -> None:
+        """A new reference (image A or the model changed): a new LiveVerifier, older verdicts dropped."""
+        if not self.live_button.isChecked():
+            return
+        if self.verifier is None or self.slot_a.image is None:
+            self.stop_live()
+            return
+        from siamgui.core.face.live import LiveVerifier
+
+        self._live_req += 1
+        self.live_worker.cancel_pending()
+        self.live = LiveVerifier(self.verifier, self.slot_a.image)
+
+    def _on_live_verdict(self, req: int, verdict) -> None:
+        if req != self._live_req or self.live is None:
+            return
+        text = verdict.text()
+        if verdict.judgement.box is not None:
+            text += "\n" + verdict.judgement.text()
+        self.live_label.setText(text)
+        colour = None if verdict.smoothed is None else (BLUE if verdict.smoothed else VERMILLION)
+        self.live_label.setStyleSheet(f"background: {colour}; color: white; border-radius: 4px; padding: 4px;"
+                                      if colour else "padding: 4px;")
+        self.live_verdict.emit(verdict)
+
+    def _on_live_failed(self, req: int, message: str) -> None:
+        if req == self._live_req:
+            self.live_label.setText(f"Live verification failed: {message}")
+            self.message.emit(f"Live verification failed: {message}")
+
     # -- closing ------------------------------------------------------------------------------
     def shutdown(self) -> None:
-        """Stop the comparison worker and the camera, and wait for their threads."""
+        """Stop the comparison and live workers and the camera, and wait for their threads."""
+        self.live = None
+        self.live_worker.stop()
         self.worker.stop()
         self.why.close()
         self.camera_view.shutdown()

@@ -228,7 +228,11 @@ class ProbePanel(QWidget):
 
     def show_result(self, r, extra: list[str] | None = None) -> None:
         """An Identification: verdict, distance against the threshold, notes, candidates with thumbnails."""
-        if r.best is None:
+        if r.no_face:
+            self.verdict_label.setText("No face found")
+            self.verdict_label.setStyleSheet(f"color: {ORANGE}")
+            rel = "vs"
+        elif r.best is None:
             self.verdict_label.setText("Unknown")
             self.verdict_label.setStyleSheet(f"color: {VERMILLION}")
             rel = "≥"

@@ -7,7 +7,7 @@ from typing import Callable
 
 from PySide6.QtCore import QSize, Qt
 from PySide6.QtGui import QIcon
-from PySide6.QtWidgets import (QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar,
+from PySide6.QtWidgets import (QCheckBox, QGroupBox, QHBoxLayout, QLabel, QListWidget, QListWidgetItem, QProgressBar,
                                QPushButton, QVBoxLayout, QWidget)
 
 #: Side of an example thumbnail, in pixels.
@@ -17,13 +17,16 @@ CANCELLABLE = ("sync", "import", "evaluate", "enroll")
 
 
 class GalleryBar(QWidget):
-    """The gallery file with its Open button, and the running job (label, progress, Cancel)."""
+    """The gallery file with its Open button, and the running job (label, progress, Cancel);
+    the People tab's folder bar too (``title``, ``button``, ``cancellable`` jobs)."""
 
-    def __init__(self, parent=None):
+    def __init__(self, parent=None, title: str = "Gallery:", button: str = "Open gallery…",
+                 cancellable: tuple[str, ...] = CANCELLABLE):
         super().__init__(parent)
+        self.cancellable = cancellable
         self.path_label = QLabel("")
         self.path_label.setTextInteractionFlags(Qt.TextInteractionFlag.TextSelectableByMouse)
-        self.open_button = QPushButton("Open gallery…")
+        self.open_button = QPushButton(button)
         self.progress = QProgressBar()
         self.progress.setMaximumWidth(220)
         self.progress.setVisible(False)
@@ -31,7 +34,7 @@ class GalleryBar(QWidget):
         self.cancel_button.setVisible(False)
         top = QHBoxLayout(self)
         top.setContentsMargins(0, 0, 0, 0)
-        top.addWidget(QLabel("Gallery:"))
+        top.addWidget(QLabel(title))
         top.addWidget(self.path_label, 1)
         top.addWidget(self.progress)
         top.addWidget(self.cancel_button)
@@ -41,7 +44,7 @@ class GalleryBar(QWidget):
         self.progress.setRange(0, 0)
         self.progress.setVisible(True)
         self.progress.setFormat(label)
-        self.cancel_button.setVisible(kind in CANCELLABLE)
+        self.cancel_button.setVisible(kind in self.cancellable)
 
     def show_progress(self, _kind: str, done: int, total: int) -> None:
         if total <= 0:
@@ -76,6 +79,10 @@ class IdentitiesPanel(QGroupBox):
         self.examples_list.setResizeMode(QListWidget.ResizeMode.Adjust)
         self.examples_list.setMaximumHeight(THUMB * 2 + 30)
         self.remove_example_button = QPushButton("Remove example")
+        self.allow_poor_check = QCheckBox("Allow poor-quality faces")
+        self.allow_poor_check.setToolTip("Face models: also enrol blurred, tiny, sideways or badly exposed faces, "
+                                         "and photos without a face (refused by default; they give unreliable "
+                                         "matches)")
 
         ll = QVBoxLayout(self)
         ll.addWidget(self.ident_list, 1)
@@ -88,6 +95,7 @@ class IdentitiesPanel(QGroupBox):
         row2.addStretch(1)
         ll.addLayout(row1)
         ll.addLayout(row2)
+        ll.addWidget(self.allow_poor_check)
         ll.addWidget(QLabel("Examples"))
         ll.addWidget(self.examples_list)
         ll.addWidget(self.remove_example_button, 0, Qt.AlignmentFlag.AlignLeft)

@@ -10,13 +10,24 @@ from __future__ import annotations
 TOP = 5
 
 
-def enroll(task, gallery, verifier, name, images, bgr):
+def min_quality(verifier, allow_poor: bool):
+    """The quality thresholds an enrolled face must pass (None: no check; not a face model or allowed)."""
+    if allow_poor or not verifier.face_mode:
+        return None
+    from siamgui.core.face.quality import DEFAULT_THRESHOLDS
+
+    return DEFAULT_THRESHOLDS
+
+
+def enroll(task, gallery, verifier, name, images, bgr, allow_poor=False):
     return gallery.enroll(verifier, name, images, bgr=bgr, skip_bad=len(images) > 1,
-                          progress=task.progress, cancel=task.cancelled)
+                          progress=task.progress, cancel=task.cancelled,
+                          min_quality=min_quality(verifier, allow_poor))
 
 
-def import_folder(task, gallery, verifier, folder):
-    return gallery.import_folder(verifier, folder, progress=task.progress, cancel=task.cancelled)
+def import_folder(task, gallery, verifier, folder, allow_poor=False):
+    return gallery.import_folder(verifier, folder, progress=task.progress, cancel=task.cancelled,
+                                 min_quality=min_quality(verifier, allow_poor))
 
 
 def sync(task, gallery, verifier):

@@ -309,13 +309,13 @@ class GalleryTab(QWidget):
         if not self._ready():
             return
         self.jobs.submit("enroll", f"Enrolling {name}", jobs.enroll, self.gallery, self.verifier, name,
-                         list(images), bgr)
+                         list(images), bgr, self.identities.allow_poor_check.isChecked())
 
     def import_folder(self, folder: str) -> None:
         if not self._ready():
             return
         self.jobs.submit("import", f"Importing {Path(folder).name}", jobs.import_folder, self.gallery, self.verifier,
-                         str(folder))
+                         str(folder), self.identities.allow_poor_check.isChecked())
 
     def rename_identity(self, old: str, new: str) -> None:
         if self.gallery is not None:
@@ -378,7 +378,7 @@ class GalleryTab(QWidget):
             self.remove_example(example_id)
 
     def _on_capture_clicked(self) -> None:
-        frame = self.camera_view.current_frame()
+        frame, _quality = self.camera_view.best_recent_frame()  # the best of the last second when faces are judged
         if frame is None:
             self.show_error("Start the camera first; the current frame is what gets enrolled.")
             return

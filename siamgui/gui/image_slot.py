@@ -12,6 +12,7 @@ from PySide6.QtWidgets import (QFileDialog, QGroupBox, QHBoxLayout, QLabel, QPus
                                QWidget)
 
 from siamgui.core.errors import ImageError
+from siamgui.core.face.live import quality_text
 from siamgui.core.images import IMAGE_EXTENSIONS, load_image
 from siamgui.gui.image_view import (ORANGE, SKY_BLUE, ImageView, Overlay, array_to_qimage, pil_to_qimage,
                                     qimage_to_array)
@@ -147,8 +148,9 @@ class ImageSlot(QGroupBox):
         self.face_label.setVisible(False)
         self.input_row.setVisible(False)
 
-    def set_analysis(self, face_info, model_input: np.ndarray | None, face_mode: bool) -> None:
-        """Draw detected faces (the used one solid, others dashed) and show the model's input."""
+    def set_analysis(self, face_info, model_input: np.ndarray | None, face_mode: bool, quality=None) -> None:
+        """Draw detected faces (the used one solid, others dashed), say the face's ``quality``
+        (a FaceQuality, when judged) and show the model's input."""
         overlays = []
         if face_info is not None:
             # every face of a best-face comparison is numbered (as in the verdict's "face 2 of B")
@@ -164,8 +166,11 @@ class ImageSlot(QGroupBox):
         self.view.set_overlays(overlays)
         self.view.set_points(face_info.landmarks if face_info is not None and face_info.mode == "face" else [])
         if face_mode and face_info is not None:
-            warn = face_info.count != 1 or face_info.mode != "face"
-            self.face_label.setText(("⚠ " if warn else "✓ ") + face_info.message())
+            warn = face_info.count != 1 or face_info.mode != "face" or (quality is not None and not quality.good)
+            text = face_info.message()
+            if quality is not None:
+                text += "\n" + quality_text(quality)
+            self.face_label.setText(("⚠ " if warn else "✓ ") + text)
             self.face_label.setStyleSheet(f"color: {ORANGE};" if warn else "")
             self.face_label.setVisible(True)
         else:

@@ -1,4 +1,4 @@
-"""The main window: Compare / Train / Gallery / Evaluate tabs, Model and Device menus, status bar."""
+"""The main window: Compare / Train / Gallery / People / Evaluate tabs, Model and Device menus, status bar."""
 
 from __future__ import annotations
 
@@ -21,17 +21,18 @@ MODEL_FILTER = "Model files (*.safetensors);;Legacy PyTorch weights (*.pt *.pth)
 DEVICE_LABELS = {"auto": "Auto", "cpu": "CPU", "cuda": "CUDA", "mps": "MPS (Apple)"}
 
 #: The tabs built by default_tab_classes(), in order (their placeholders are shown first).
-DEFAULT_TAB_TITLES = ("Train", "Gallery", "Evaluate")
+DEFAULT_TAB_TITLES = ("Train", "Gallery", "People", "Evaluate")
 
 
 def default_tab_classes() -> list[tuple[str, type]]:
-    """The Train, Gallery and Evaluate tabs as (title, class). Imported here, not at the top: their
+    """The Train, Gallery, People and Evaluate tabs as (title, class). Imported here, not at the top: their
     modules import torch (seconds), and the window shows before they exist."""
     from siamgui.gui.evaluate_tab import EvaluateTab
     from siamgui.gui.gallery_tab import GalleryTab
+    from siamgui.gui.people_tab import PeopleTab
     from siamgui.gui.train_tab import TrainTab
 
-    return [("Train", TrainTab), ("Gallery", GalleryTab), ("Evaluate", EvaluateTab)]
+    return [("Train", TrainTab), ("Gallery", GalleryTab), ("People", PeopleTab), ("Evaluate", EvaluateTab)]
 
 
 def _probe_devices() -> dict[str, bool]:
@@ -65,7 +66,7 @@ class MainWindow(QMainWindow):
         self.tabs.setDocumentMode(True)
         self.compare_tab = CompareTab(self.state, self, camera_source=camera_source)
         self.tabs.addTab(self.compare_tab, "Compare")
-        self.train_tab = self.gallery_tab = self.evaluate_tab = None
+        self.train_tab = self.gallery_tab = self.people_tab = self.evaluate_tab = None
         self._placeholders: dict[str, QLabel] = {}
         if defer_tabs and tab_classes is None:
             self._add_placeholders()
@@ -103,6 +104,11 @@ class MainWindow(QMainWindow):
                 tab.compare_requested.connect(lambda: self.tabs.setCurrentWidget(self.compare_tab))
         elif title == "Gallery":
             self.gallery_tab = tab
+        elif title == "People":
+            self.people_tab = tab
+            if hasattr(tab, "enrolled"):  # enrol into the Gallery tab's open gallery, which then shows it
+                tab.gallery_source = lambda: getattr(self.gallery_tab, "gallery", None)
+                tab.enrolled.connect(lambda _name: self.gallery_tab is not None and self.gallery_tab.refresh())
         elif title == "Evaluate":
             self.evaluate_tab = tab
             if hasattr(tab, "compare_requested"):  # a worst pair, double-clicked, opens in Compare

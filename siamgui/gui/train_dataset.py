@@ -82,6 +82,11 @@ class DatasetPanel(QGroupBox):
                 f"Per class: min {s.per_class_min}, median {s.per_class_median:g}, max {s.per_class_max}<br>")
         if singles:
             text += f"<b>{singles}</b> class(es) with a single image (negatives only)<br>"
+        if s.forgery_images:
+            text += (f"<b>{s.classes_with_forgeries}</b> class(es) with skilled forgeries ({s.forgery_images} images; "
+                     "negatives of their class only)<br>")
+        for note in s.notes:
+            text += f"<i>{html.escape(note)}</i><br>"
         text += f"Unreadable files skipped: {len(s.skipped)}<br><small>{shown}{more}</small>"
         self.summary_label.setText(text)
         self.summary_label.setToolTip("\n".join(f"{name}: {n}" for name, n in sorted(s.counts.items())))

@@ -9,6 +9,7 @@ from PySide6.QtCore import Qt
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPlainTextEdit, QProgressBar, QSizePolicy, QSplitter, QTabWidget,
                                QVBoxLayout, QWidget)
 
+from siamgui.core.training import time_left
 from siamgui.gui.train_plots import LivePlots
 from siamgui.gui.train_result import TrainResultView
 
@@ -89,7 +90,7 @@ class RunPanel(QWidget):
             self.progress.setFormat(f"epoch {step.epoch}/{step.epochs} · step {step.step}/{step.steps_per_epoch}")
             if not paused and not stopping:
                 self.status_label.setText(f"loss {step.running_loss:.4f} · {rate or 0:,.0f} pairs/s · "
-                                          f"ETA {format_duration(step.eta_s)}")
+                                          f"{time_left(step.eta_s)}")
         elif loading is not None:
             done, total = loading
             self.progress.setRange(0, max(1, total))

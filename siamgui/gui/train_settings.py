@@ -18,10 +18,11 @@ from siamgui.core.models import architecture_description, architecture_names
 from siamgui.core.preprocess import PRESETS
 from siamgui.core.resources import has_bundled_model
 from siamgui.core.training import LOSSES, TrainConfig
+from siamgui.core.training.config import AUTO_BUDGET_MIN, AUTO_MIN_STEPS
 
 SETTINGS_GROUP = "train"
 #: Bump when the stored keys change meaning; older stored settings are then ignored.
-SETTINGS_VERSION = 1
+SETTINGS_VERSION = 2  # 2: epochs 0 = automatic, max_minutes added
 INIT_CHOICES = (("scratch", "From scratch"), ("bundled", "Bundled model"), ("file", "Model file"))
 
 
@@ -104,7 +105,15 @@ class TrainSettingsForm(QWidget):
         self.loss = QComboBox()
         self.loss.addItems(list(LOSSES))
         self.margin = _double_spin(0.01, 100.0, 0.05)
-        self.epochs = _spin(1, 10000)
+        self.epochs = _spin(0, 10000)
+        self.epochs.setSpecialValueText("auto")
+        self.epochs.setToolTip(f"auto: at least {AUTO_MIN_STEPS:,} steps, an early stop when validation stops "
+                               "improving, and the time budget (docs/training.md)")
+        self.max_minutes = _double_spin(0.0, 10000.0, 1.0)
+        self.max_minutes.setSpecialValueText("default")
+        self.max_minutes.setSuffix(" min")
+        self.max_minutes.setToolTip("Training stops after the batch that spends this time, then calibrates. "
+                                    f"default: {AUTO_BUDGET_MIN:g} min when Epochs is auto, no limit otherwise")
         self.batch_size = _spin(2, 4096)
         self.lr = _FloatSpinBox(1e-7, 1.0)
         self.lr.setSingleStep(1e-4)
@@ -161,7 +170,8 @@ class TrainSettingsForm(QWidget):
         form.addRow("", self._init_file_row)
         for label, field in (("Architecture", self.arch), ("Image size", self.image_size),
                              ("Embedding dim", self.embedding_dim), ("Loss", self.loss), ("Margin", self.margin),
-                             ("Epochs", self.epochs), ("Batch size", self.batch_size), ("Learning rate", self.lr),
+                             ("Epochs", self.epochs), ("Max minutes", self.max_minutes),
+                             ("Batch size", self.batch_size), ("Learning rate", self.lr),
                              ("Validation split", self.val_split), ("Pairs per epoch", self.pairs_per_epoch),
                              ("Seed", self.seed), ("Device", self.device)):
             form.addRow(label, field)
@@ -189,7 +199,8 @@ class TrainSettingsForm(QWidget):
         self.image_size.setValue(int(d.image_size))
         self.embedding_dim.setValue(int(d.embedding_dim))
         self.margin.setValue(float(d.margin))
-        self.epochs.setValue(int(d.epochs))
+        self.epochs.setValue(0 if d.automatic_plan else int(d.epochs))
+        self.max_minutes.setValue(0.0)
         self.batch_size.setValue(int(d.batch_size))
         self.lr.setValue(float(d.lr))
         self.val_split.setValue(base.val_split)
@@ -219,7 +230,7 @@ class TrainSettingsForm(QWidget):
 
     def _on_init_changed(self, _index: int) -> None:
         d = self.defaults()
-        self.epochs.setValue(int(d.epochs))
+        self.epochs.setValue(0 if d.automatic_plan else int(d.epochs))
         self.lr.setValue(float(d.lr))
         self._update_enabled()
         self.changed.emit()
@@ -243,14 +254,15 @@ class TrainSettingsForm(QWidget):
         return TrainConfig(
             data_dir=str(data_dir), preset=self.preset.currentText(), arch=self.arch.currentData(),
             image_size=self.image_size.value(), embedding_dim=self.embedding_dim.value(),
-            loss=self.loss.currentText(), margin=self.margin.value(), epochs=self.epochs.value(),
+            loss=self.loss.currentText(), margin=self.margin.value(), epochs=self.epochs.value() or None,
+            time_budget_s=self.max_minutes.value() * 60.0 or None,
             batch_size=self.batch_size.value(), lr=self.lr.value(), val_split=self.val_split.value(),
             seed=self.seed.value(), device=self.device.currentData(),
             pairs_per_epoch=self.pairs_per_epoch.value() or None, init=self.init_value(),
         )
 
     # -- persistence -----------------------------------------------------------------
-    _SPIN_KEYS = ("image_size", "embedding_dim", "margin", "epochs", "batch_size", "lr", "val_split",
+    _SPIN_KEYS = ("image_size", "embedding_dim", "margin", "epochs", "max_minutes", "batch_size", "lr", "val_split",
                   "pairs_per_epoch", "seed")
 
     def save(self, settings: QSettings) -> None:

@@ -241,6 +241,10 @@ class TrainTab(QWidget):
         singles = len(s.single_image_classes)
         if singles:
             self.log("info", f"{singles} class(es) have a single image; they are used as negatives only.")
+        if s.forgery_images:
+            self.log("info", f"{s.headline()}: the forgeries are used as negatives of their class only.")
+        for note in s.notes:
+            self.log("warning", note)
 
     # -- training ------------------------------------------------------------------------------------
     @property

@@ -77,11 +77,13 @@ def pairs_from_folder(root: str | os.PathLike, num_pairs: int = 2000, seed: int 
     counts = ds.class_counts()
     if len(ds.classes) < 2 or (counts >= 2).sum() < 1:
         raise DatasetError("evaluation needs two classes and at least one class with two images")
-    ia, ib, dis = fixed_pairs(ds.labels, num_pairs, seed)
-    paths = ds.paths
+    labels, forgery_of = ds.labels_with_forgeries()  # skilled forgeries: impostor pairs with their class only
+    ia, ib, dis = fixed_pairs(labels, num_pairs, seed, forgery_of)
+    paths = ds.paths + ds.forgery_paths
     pairs = [(paths[a], paths[b], d == 0) for a, b, d in zip(ia, ib, dis)]
+    forg = f" and {len(ds.forgeries)} skilled forgeries" if ds.forgeries else ""
     return PairSet(pairs, None, "folder", str(root),
-                   f"{num_pairs} pairs drawn (seed {seed}) from {len(ds.classes)} classes, {len(ds)} images")
+                   f"{num_pairs} pairs drawn (seed {seed}) from {len(ds.classes)} classes, {len(ds)} images{forg}")
 
 
 def pairs_from_csv(path: str | os.PathLike) -> PairSet:

@@ -38,6 +38,8 @@ class FaceIdentification:
         """What to write on the face: the name, "Unknown", or why it was not judged."""
         if self.result is None:
             return self.issue or "not judged"
+        if self.result.no_face:
+            return "no face found"
         return self.result.best if self.result.best is not None else "Unknown"
 
     def to_dict(self) -> dict:
@@ -76,7 +78,7 @@ class FacesIdentification:
             r = f.result
             if r is not None:
                 r.threshold = self.threshold
-                r.best = r.candidates[0].name if r.distance < self.threshold else None
+                r.best = r.candidates[0].name if r.distance < self.threshold and not r.no_face else None
 
     def to_dict(self) -> dict:
         return {"faces": [f.to_dict() for f in self.faces], "faces_found": self.found, "threshold": self.threshold}
@@ -231,7 +233,7 @@ class Gallery(GalleryStore):
                 progress(min(start + batch_size, total), total)
         return result
 
-    def _search_index(self, verifier, rank: str) -> GalleryIndex:
+    def search_index(self, verifier, rank: str) -> GalleryIndex:
         """The model's embeddings to rank against; GalleryError when there are none."""
         if rank not in RANKINGS:
             raise GalleryError(f"Unknown ranking {rank!r}; choose from {', '.join(RANKINGS)}.")
@@ -245,13 +247,17 @@ class Gallery(GalleryStore):
 
     def identify(self, verifier, image, *, top: int = 5, rank: str = "min", k: int = 3,
                  threshold: float | None = None, face_policy: str = "largest", bgr: bool = False) -> Identification:
-        """Rank the enrolled identities for a probe image (see :class:`GalleryIndex`)."""
-        index = self._search_index(verifier, rank)
+        """Rank the enrolled identities for a probe image (see :class:`GalleryIndex`). A face
+        model that finds no face (except with ``face_policy="whole"``) claims no identity
+        (:attr:`Identification.no_face`)."""
+        index = self.search_index(verifier, rank)
         arr, info = verifier.prepare(image, face_policy=face_policy, bgr=bgr)
         q = verifier.embed_prepared([arr])[0].numpy()
         t = verifier.threshold if threshold is None else float(threshold)
         result = index.identify(q, t, top, rank, k)
         result.face = info
+        if verifier.face_mode and face_policy != "whole" and (info is None or info.mode != "face"):
+            result.no_face, result.best = True, None  # no identity claimed without a face (as compare)
         result.unembedded = self.unembedded_count(model_fingerprint(verifier))
         return result
 
@@ -264,7 +270,7 @@ class Gallery(GalleryStore):
         gets no ranking, only its ``issue``. No face detected (or not a face model): one
         result for the whole image, the same answer as :meth:`identify`.
         """
-        index = self._search_index(verifier, rank)
+        index = self.search_index(verifier, rank)
         a = verifier.analyse_faces(image, bgr=bgr)
         t = verifier.threshold if threshold is None else float(threshold)
         emb = a.embeddings.numpy()
@@ -272,6 +278,8 @@ class Gallery(GalleryStore):
         if not a.faces:
             faces = [FaceIdentification(None, ranked[None])]
             ranked[None].face = a.info
+            if verifier.face_mode:  # no identity claimed without a face (as compare)
+                ranked[None].no_face, ranked[None].best = True, None
         else:
             faces = [FaceIdentification(f.box, ranked.get(n) if f.judged else None, f.issue)
                      for n, f in enumerate(a.faces)]

@@ -41,6 +41,9 @@ class Identification:
     face: Any = None
     #: Examples not yet embedded for this model (left out of the ranking).
     unembedded: int = 0
+    #: A face model found no face in the probe: no identity is claimed (``best`` None);
+    #: the ranking is for information only.
+    no_face: bool = False
 
     @property
     def known(self) -> bool:

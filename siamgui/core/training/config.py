@@ -24,6 +24,12 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
 #: Safer defaults when starting from an existing model (fine-tuning): a low learning rate, few
 #: epochs, early stop on validation EER, so the starting weights are not trained away (docs/training.md).
 FINETUNE_DEFAULTS = dict(epochs=3, lr=1e-5, patience=2)
+#: The automatic amount of training, used when no epoch count is given (docs/training.md, "How long
+#: training runs"): at least AUTO_MIN_STEPS optimisation steps (longer epochs on small folders), a
+#: wall-clock budget, and an early stop when validation stops improving.
+AUTO_MIN_STEPS = 1200
+AUTO_BUDGET_MIN = 5.0
+AUTO_PATIENCE = 4
 
 
 @dataclass
@@ -67,6 +73,19 @@ class TrainConfig:
     time_budget_s: float | None = None
     #: Channels-last memory format for the CPU training step (faster, but opt-in: see fit.py).
     channels_last: bool = False
+    #: At least this many optimisation steps (epochs are lengthened to reach it); set by
+    #: :meth:`resolved` when the amount of training is automatic (no epoch count given).
+    min_steps: int | None = None
+
+    @property
+    def automatic_plan(self) -> bool:
+        """On a resolved config: True when the amount of training was decided automatically."""
+        return self.min_steps is not None
+
+    @property
+    def automatic(self) -> bool:
+        """True when the amount of training is decided from the data and a time budget (no epochs given)."""
+        return self.epochs is None and not self.fine_tuning
 
     @property
     def fine_tuning(self) -> bool:
@@ -86,6 +105,10 @@ class TrainConfig:
             d["margin"] = OBJECTIVES[loss].default_margin
         c = copy.deepcopy(self)
         c.loss = loss
+        if self.automatic:
+            c.min_steps = c.min_steps or AUTO_MIN_STEPS
+            c.time_budget_s = c.time_budget_s or AUTO_BUDGET_MIN * 60.0
+            c.patience = c.patience if c.patience is not None else AUTO_PATIENCE
         if c.arch is not None and c.arch != d["arch"]:
             d["arch_kwargs"] = {}  # the preset's kwargs belong to the preset's architecture
         for key in ("arch", "arch_kwargs", "image_size", "embedding_dim", "margin", "epochs", "batch_size", "lr",
@@ -99,7 +122,9 @@ class TrainConfig:
 
     def _check(self) -> None:
         """Refuse options training cannot use, with a message a user can act on."""
-        for key, lo in (("epochs", 1), ("batch_size", 2), ("image_size", 8), ("embedding_dim", 2)):
+        for key, lo in (("epochs", 1), ("batch_size", 2), ("image_size", 8), ("embedding_dim", 2), ("min_steps", 1)):
+            if key == "min_steps" and self.min_steps is None:
+                continue
             if int(getattr(self, key)) < lo:
                 raise SiamguiError(f"{key.replace('_', ' ')} must be at least {lo}.")
         for key, hi in (("image_size", 1024), ("embedding_dim", 8192), ("batch_size", 65536)):  # preprocessing; memory

@@ -38,14 +38,18 @@ class TrainingData:
     bad: dict[str, str]
     #: Seconds spent per part of the job, filled in by the later phases too.
     timing: dict[str, Any]
+    #: Labels of ``train_images`` (genuine images, then skilled forgeries with a label each) and the
+    #: class each forges (-1: genuine); see :meth:`FolderDataset.labels_with_forgeries`.
+    train_labels: np.ndarray = None
+    train_forgery_of: np.ndarray = None
+    val_labels: np.ndarray = None
+    val_forgery_of: np.ndarray = None
 
-    @property
-    def train_labels(self) -> np.ndarray:
-        return self.train_ds.labels
-
-    @property
-    def val_labels(self) -> np.ndarray:
-        return self.val_ds.labels if self.val_ds is not None else self.train_ds.labels
+    def __post_init__(self):
+        if self.train_labels is None:
+            self.train_labels, self.train_forgery_of = self.train_ds.labels_with_forgeries()
+        if self.val_labels is None:
+            self.val_labels, self.val_forgery_of = (self.val_ds or self.train_ds).labels_with_forgeries()
 
 
 def prepare_images(paths: list[str], preprocessor: Preprocessor, workers: int = 2, control: TrainControl | None = None,
@@ -100,6 +104,8 @@ def scan(cfg: TrainConfig, dataset: FolderDataset | None) -> Iterator[Log]:
         raise DatasetError(" ".join(problems))
     if ds.skipped:
         yield Log("warning", f"{len(ds.skipped)} file(s) could not be read and are skipped.")
+    for note in ds.notes:
+        yield Log("warning", note)
     return ds
 
 
@@ -111,7 +117,8 @@ def load(cfg: TrainConfig, ds: FolderDataset, preprocessor: Preprocessor, contro
     if val_ds is None:
         yield Log("warning", "Too few classes to hold some out for validation: the threshold is calibrated on the "
                              "training classes and the metrics will be optimistic.")
-    paths = train_ds.paths + (val_ds.paths if val_ds is not None else [])
+    train_paths = train_ds.paths + train_ds.forgery_paths
+    paths = train_paths + (val_ds.paths + val_ds.forgery_paths if val_ds is not None else [])
     use_cache = cfg.chip_cache if cfg.chip_cache is not None else preprocessor.spec.face is not None
     chip_cache = ChipCache(preprocessor.spec) if (use_cache and cache_enabled()) else None
     t_prepare = time.perf_counter()
@@ -126,11 +133,14 @@ def load(cfg: TrainConfig, ds: FolderDataset, preprocessor: Preprocessor, contro
         timing.update(cache_hits=chip_cache.hits, cache_misses=len(paths) - chip_cache.hits)
     yield Log("info", f"Prepared {len(paths)} images in {timing['prepare_s']:.1f} s"
                       + (f" ({chip_cache.hits} from the chip cache)." if chip_cache is not None else "."))
+    if summary.forgery_images:
+        yield Log("info", f"Skilled forgeries of {summary.classes_with_forgeries} class(es) "
+                          f"({summary.forgery_images} images) are used as negatives of their class only.")
     if bad:
         yield Log("warning", f"{len(bad)} image(s) failed to decode and are skipped, e.g. "
                              f"{os.path.basename(next(iter(bad)))}: {next(iter(bad.values()))}")
         images, train_ds, val_ds = _drop_failures(bad, paths, images, train_ds, val_ds)
-    n_train = len(train_ds)
+    n_train = len(train_ds) + len(train_ds.forgeries)
     return TrainingData(summary, train_ds, val_ds, images[:n_train],
                         images[n_train:] if val_ds is not None else images[:n_train], bad, timing)
 

@@ -52,6 +52,14 @@ class TrainControl:
                 return
 
 
+def time_left(seconds: float) -> str:
+    """An ETA as people say it: "about 2 min left", "about 40 s left" (CLI progress and the Train tab)."""
+    s = max(0.0, float(seconds))
+    if s < 90:
+        return f"about {max(5, int(round(s / 5.0)) * 5)} s left" if s >= 2.5 else "a few seconds left"
+    return f"about {int(round(s / 60.0))} min left"
+
+
 # -- events --------------------------------------------------------------------------
 @dataclass
 class Log:
@@ -79,6 +87,7 @@ class Step:
     running_loss: float
     lr: float
     pairs_per_s: float
+    #: Seconds of training left (the plan's remaining steps at the measured pace, capped by the time budget).
     eta_s: float
 
 
@@ -93,6 +102,8 @@ class Epoch:
     val_accuracy: float | None
     is_best: bool
     elapsed_s: float
+    #: Seconds of training left after this epoch (the plan at the measured pace, capped by the budget).
+    eta_s: float | None = None
 
 
 @dataclass

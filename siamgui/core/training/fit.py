@@ -75,8 +75,9 @@ class Fit:
                            else torch.contiguous_format)
         network.to(memory_format=self.mem_format)
         self.global_batch = int(cfg.batch_size) * (dist.world_size if dist else 1)
-        self.sampler = objective.sampler(data.train_labels, self.global_batch, np.random.default_rng(cfg.seed))
-        va, vb, v_dis = fixed_pairs(data.val_labels, cfg.val_pairs, cfg.seed + 1)
+        self.sampler = objective.sampler(data.train_labels, self.global_batch, np.random.default_rng(cfg.seed),
+                                         data.train_forgery_of)
+        va, vb, v_dis = fixed_pairs(data.val_labels, cfg.val_pairs, cfg.seed + 1, data.val_forgery_of)
         self.val_pairs, self.val_same = (va, vb), v_dis == 0
         aug_seed = cfg.seed + (AUGMENT_SEED_STRIDE * dist.rank if dist else 0)
         self.augment = Augmenter(preprocessor.spec, seed=aug_seed) if cfg.augment else None
@@ -86,6 +87,8 @@ class Fit:
                                      weight_decay=cfg.weight_decay)
         ppe = cfg.pairs_per_epoch or int(min(20000, max(512, 2 * len(data.train_ds))))
         self.steps_per_epoch = max(1, ppe // self.global_batch)
+        if cfg.min_steps:  # small folders: longer epochs, so the plan has enough optimisation steps
+            self.steps_per_epoch = max(self.steps_per_epoch, math.ceil(cfg.min_steps / cfg.epochs))
         self.total_steps = self.steps_per_epoch * cfg.epochs
         if cfg.schedule == "cosine":
             self.sched = torch.optim.lr_scheduler.CosineAnnealingLR(self.opt, T_max=self.total_steps,
@@ -107,7 +110,7 @@ class Fit:
         yield Log("info", f"{len(data.train_ds.classes)} training classes ({len(data.train_ds)} images), "
                           f"{len(data.val_ds.classes) if data.val_ds else 0} validation classes; "
                           f"{count_parameters(self.network):,} parameters on {self.device.type}; "
-                          f"{self.steps_per_epoch} steps x {cfg.epochs} epochs.")
+                          f"{self.steps_per_epoch} steps x {cfg.epochs} epochs" + self._plan_note() + ".")
         self.t_loop = time.perf_counter()
         if cfg.fine_tuning and self.is_main:
             yield from self._validate_start()
@@ -132,6 +135,15 @@ class Fit:
                 raise
             raise DeviceError(f"Out of memory at batch size {b}; try a smaller batch size or image size.") from None
         return self.outcome
+
+    def _plan_note(self) -> str:
+        cfg, parts = self.cfg, []
+        if self.budget:
+            parts.append(f"at most {self.budget / 60:.1f} min")
+        if cfg.patience:
+            parts.append(f"early stop after {cfg.patience} epochs without a validation gain")
+        auto = "automatic plan: " if cfg.min_steps else ""
+        return f" ({auto}{', '.join(parts)})" if parts else ""
 
     def _validate_start(self) -> Iterator[Log]:
         """Fine-tuning: the starting weights are epoch 0, kept unless an epoch beats them on validation."""
@@ -158,8 +170,7 @@ class Fit:
             self.timing["data_s"] += t1 - t0
             self.timing["compute_s"] += dt - (t1 - t0)
             self.timing["pairs"] += n_pairs
-            elapsed = time.perf_counter() - self.t_loop
-            eta = elapsed / self.global_step * (self.total_steps - self.global_step)
+            eta = self._eta()
             yield Step(epoch, self.cfg.epochs, step, self.steps_per_epoch, self.global_step, self.total_steps, value,
                        self.running, self.opt.param_groups[0]["lr"], n_pairs / max(dt, 1e-9), eta)
             if self.budget and self._agree(time.perf_counter() - self.t_loop >= self.budget):
@@ -169,6 +180,12 @@ class Fit:
 
     def _agree(self, flag: bool) -> bool:
         return self.dist.agree(flag) if self.dist is not None else flag
+
+    def _eta(self) -> float:
+        """Seconds of training left: the plan's remaining steps at the measured pace, capped by the budget."""
+        elapsed = time.perf_counter() - self.t_loop
+        eta = elapsed / max(1, self.global_step) * (self.total_steps - self.global_step)
+        return min(eta, max(0.0, self.budget - elapsed)) if self.budget else eta
 
     def _step(self) -> tuple[float, int, float]:
         """One batch: sample, augment, forward, backward, update. Returns (loss, pairs, time data was ready).
@@ -226,12 +243,14 @@ class Fit:
                       val_eer=m.eer, val_accuracy=m.best_accuracy)
         self.outcome.history.append(record)
         yield Epoch(epoch, self.cfg.epochs, record["train_loss"], vloss, m.auc, m.eer, m.best_accuracy, is_best,
-                    time.perf_counter() - self.t_start)
+                    time.perf_counter() - self.t_start, self._eta() if epoch < self.cfg.epochs else 0.0)
         if self.cfg.patience and self.epochs_without_gain >= self.cfg.patience:
             yield Log("info", f"Early stop: validation EER has not improved for {self.cfg.patience} epochs.")
             return True
         if self.out_of_time:
-            yield Log("info", f"Time budget of {self.budget / 60:.1f} min reached after {epoch} epoch(s).")
+            yield Log("info", f"Time budget of {self.budget / 60:.1f} min reached in epoch {epoch} (step "
+                              f"{self.global_step} of {self.total_steps}); calibrating and saving now, outside the "
+                              "budget.")
             return True
         if self.control.cancelled:
             self.outcome.stopped = True

@@ -37,8 +37,10 @@ class Objective:
         self.margin = float(margin)
         self.distance = distance
 
-    def sampler(self, labels: np.ndarray, batch_size: int, seed: int | np.random.Generator) -> BatchSampler:
-        """A seeded sampler of the batches this loss wants, over the training ``labels``."""
+    def sampler(self, labels: np.ndarray, batch_size: int, seed: int | np.random.Generator,
+                forgery_of: np.ndarray | None = None) -> BatchSampler:
+        """A seeded sampler of the batches this loss wants, over the training ``labels``
+        (``forgery_of``: the class each skilled forgery forges, -1 for genuine images)."""
         raise NotImplementedError
 
     def loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -52,8 +54,8 @@ class Objective:
 
 
 class _PairBatches(BatchSampler):
-    def __init__(self, labels: np.ndarray, batch_size: int, seed):
-        self.pairs = PairSampler(labels, seed)
+    def __init__(self, labels: np.ndarray, batch_size: int, seed, forgery_of=None):
+        self.pairs = PairSampler(labels, seed, forgery_of)
         self.batch_size = int(batch_size)
 
     def sample(self):
@@ -70,8 +72,8 @@ class ContrastiveObjective(Objective):
         super().__init__(margin, distance)
         self._loss = ContrastiveLoss(margin, distance)
 
-    def sampler(self, labels, batch_size, seed):
-        return _PairBatches(labels, batch_size, seed)
+    def sampler(self, labels, batch_size, seed, forgery_of=None):
+        return _PairBatches(labels, batch_size, seed, forgery_of)
 
     def loss(self, embeddings, labels):
         n = len(embeddings) // 2
@@ -86,8 +88,8 @@ class ContrastiveObjective(Objective):
 
 
 class _PKBatches(BatchSampler):
-    def __init__(self, labels: np.ndarray, batch_size: int, seed):
-        self.triplets = TripletSampler(labels, seed)
+    def __init__(self, labels: np.ndarray, batch_size: int, seed, forgery_of=None):
+        self.triplets = TripletSampler(labels, seed, forgery_of)
         self.batch_size = int(batch_size)
 
     def sample(self):
@@ -105,8 +107,8 @@ class TripletObjective(Objective):
         super().__init__(margin, distance)
         self._loss = TripletLoss(margin, distance)
 
-    def sampler(self, labels, batch_size, seed):
-        return _PKBatches(labels, batch_size, seed)
+    def sampler(self, labels, batch_size, seed, forgery_of=None):
+        return _PKBatches(labels, batch_size, seed, forgery_of)
 
     def loss(self, embeddings, labels):
         return self._loss.batch_hard(embeddings, labels)

@@ -18,15 +18,29 @@ class PairSampler:
     images of it. Different pairs: two distinct classes are drawn uniformly (any
     class, single-image ones too), then one image of each. Driven only by the
     labels and a seeded ``numpy.random.Generator``.
+
+    Skilled forgeries (``forgery_of[i]`` = the class image ``i`` forges, -1 for a
+    genuine image) are never in a same pair and never drawn as a random class:
+    half the different pairs become (genuine of C, forgery of C) for a class C
+    that has forgeries.
     """
 
-    def __init__(self, labels: np.ndarray, seed: int | np.random.Generator = 0):
+    #: Share of the different pairs that are (genuine, skilled forgery of it) when there are forgeries.
+    FORGERY_SHARE = 0.5
+
+    def __init__(self, labels: np.ndarray, seed: int | np.random.Generator = 0, forgery_of: np.ndarray | None = None):
         self.labels = np.asarray(labels)
         self.rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
         n_classes = int(self.labels.max()) + 1 if len(self.labels) else 0
+        forgery_of = np.full(len(self.labels), -1) if forgery_of is None else np.asarray(forgery_of)
+        forged_labels = set(self.labels[forgery_of >= 0].tolist())
         self.by_class = [np.flatnonzero(self.labels == c) for c in range(n_classes)]
-        self.present = np.array([c for c in range(n_classes) if len(self.by_class[c]) > 0])
-        self.multi = np.array([c for c in range(n_classes) if len(self.by_class[c]) >= 2])
+        self.present = np.array([c for c in range(n_classes) if len(self.by_class[c]) > 0 and c not in forged_labels])
+        self.multi = np.array([c for c in range(n_classes) if len(self.by_class[c]) >= 2 and c not in forged_labels])
+        #: {class: indices of its skilled forgeries}, for classes that have genuine images too.
+        self.forgeries = {int(c): np.flatnonzero(forgery_of == c) for c in np.unique(forgery_of[forgery_of >= 0])
+                          if c < n_classes and len(self.by_class[int(c)])}
+        self.forged = np.array(sorted(self.forgeries), dtype=np.int64)
         if len(self.multi) < 1 or len(self.present) < 2:
             raise DatasetError("Pair sampling needs two classes and at least one class with two images.")
 
@@ -41,10 +55,15 @@ class PairSampler:
             members = self.by_class[c]
             j, k = rng.choice(len(members), size=2, replace=False)
             a[i], b[i] = members[j], members[k]
-        for i in range(n_same, n):
+        n_forged = int(round(n_diff * self.FORGERY_SHARE)) if len(self.forged) else 0
+        for i in range(n_same, n - n_forged):
             c1, c2 = rng.choice(self.present, size=2, replace=False)
             a[i] = rng.choice(self.by_class[c1])
             b[i] = rng.choice(self.by_class[c2])
+        for i in range(n - n_forged, n):
+            c = int(rng.choice(self.forged))
+            a[i] = rng.choice(self.by_class[c])
+            b[i] = rng.choice(self.forgeries[c])
         dissimilar = np.r_[np.zeros(n_same, np.int64), np.ones(n_diff, np.int64)]
         order = rng.permutation(n)
         return a[order], b[order], dissimilar[order]
@@ -53,8 +72,8 @@ class PairSampler:
 class TripletSampler:
     """Seeded triplets and P x K batches for batch-hard mining."""
 
-    def __init__(self, labels: np.ndarray, seed: int | np.random.Generator = 0):
-        self.pairs = PairSampler(labels, seed)
+    def __init__(self, labels: np.ndarray, seed: int | np.random.Generator = 0, forgery_of: np.ndarray | None = None):
+        self.pairs = PairSampler(labels, seed, forgery_of)
         self.rng = self.pairs.rng
 
     def sample(self, n: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -72,8 +91,9 @@ class TripletSampler:
         return anchor, pos, neg
 
     def pk_batch(self, n_images: int, k: int = 4) -> np.ndarray:
-        """About ``n_images`` indices: P classes (2+ images) x up to K images each,
-        plus single-image classes as extra negatives when classes run short."""
+        """About ``n_images`` indices: P classes (2+ images) x up to K images each, then up to K
+        skilled forgeries of each chosen class (labels of their own: negatives, never positives),
+        then single-image classes as extra negatives when classes run short."""
         p = self.pairs
         n_classes = max(2, min(len(p.multi), n_images // k))
         chosen = self.rng.choice(p.multi, size=n_classes, replace=False)
@@ -82,6 +102,10 @@ class TripletSampler:
             members = p.by_class[c]
             take = min(k, len(members))
             out.append(self.rng.choice(members, size=take, replace=False))
+        for c in chosen:
+            forg = p.forgeries.get(int(c))
+            if forg is not None:
+                out.append(self.rng.choice(forg, size=min(k, len(forg)), replace=False))
         idx = np.concatenate(out)
         short = n_images - len(idx)
         if short > 0:
@@ -91,6 +115,7 @@ class TripletSampler:
         return idx
 
 
-def fixed_pairs(labels: np.ndarray, n: int, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """A reproducible set of ``n`` balanced pairs (for validation)."""
-    return PairSampler(labels, np.random.default_rng(seed)).sample(n)
+def fixed_pairs(labels: np.ndarray, n: int, seed: int, forgery_of: np.ndarray | None = None
+                ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A reproducible set of ``n`` balanced pairs (for validation), with skilled-forgery pairs when there are any."""
+    return PairSampler(labels, np.random.default_rng(seed), forgery_of).sample(n)
