@@ -260,6 +260,14 @@ class Distributed:
         dist.broadcast(t, src=0)
         return bool(t.item())
 
+    def main_value(self, value: float) -> float:
+        """Rank 0's ``value`` on every rank (its clock: every rank must follow one learning-rate schedule)."""
+        import torch.distributed as dist
+
+        t = torch.tensor([float(value)], dtype=torch.float64, device=self.device)
+        dist.broadcast(t, src=0)
+        return float(t.item())
+
     def record(self, per_rank_batch: int) -> dict:
         """What the model file records about the job."""
         return {"world_size": self.world_size, "backend": self.backend, "per_rank_batch": int(per_rank_batch),

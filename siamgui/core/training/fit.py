@@ -222,9 +222,12 @@ class Fit:
         if not self.budget:
             self.sched.step()
             return
-        # With a time budget the cosine follows whichever is further along: steps or time.
-        frac = min(1.0, max((self.global_step + 1) / self.total_steps,
-                            (time.perf_counter() - self.t_loop) / self.budget))
+        # With a time budget the cosine follows whichever is further along: steps or time (rank 0's time,
+        # else the ranks' optimizers would apply different rates to the same averaged gradient).
+        elapsed = time.perf_counter() - self.t_loop
+        if self.dist is not None:
+            elapsed = self.dist.main_value(elapsed)
+        frac = min(1.0, max((self.global_step + 1) / self.total_steps, elapsed / self.budget))
         for g in self.opt.param_groups:
             g["lr"] = self.cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac)))
 
