@@ -7,7 +7,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 PIP    := $(BIN)/python -m pip
 
-.PHONY: run test bench bench-train soak dist dist-check clean-venv help
+.PHONY: run test bench bench-train soak gpu-check dist dist-check clean-venv help
 
 help:
 	@echo "make run    - set up .venv and start the app"
@@ -16,6 +16,7 @@ help:
 	@echo "make bench-train - siamgui's training defaults vs a plain baseline on 10 datasets, same budget"
 	@echo "              (TRAIN_ARGS=\"--only tiny,glyphs --budget-minutes 2\": a subset, a shorter budget)"
 	@echo "make soak   - soak, concurrency and crash tests, about an hour (SOAK_ARGS=\"--scale 0.1\": a tenth)"
+	@echo "make gpu-check - on an NVIDIA GPU: compare, LFW View 2, training, DDP; CUDA vs CPU parity (bench/gpu_check.py)"
 	@echo "make dist   - build the one-folder desktop app dist/siamgui/ (PyInstaller, siamgui.spec)"
 	@echo "make dist-check - run the built app headless: compare + gui --screenshot"
 
@@ -58,6 +59,12 @@ bench-train: $(VENV)/.installed
 # Writes bench/results/soak.json (bench/README.md, "Soak"); not part of `make test`.
 soak: $(VENV)/.installed
 	QT_QPA_PLATFORM=offscreen $(BIN)/python bench/soak.py $(SOAK_ARGS)
+
+# On a machine with an NVIDIA GPU: compare, LFW View 2, a short training run and a DDP step on CUDA,
+# CUDA vs CPU float32 parity, faces/s, pairs/s, peak GPU memory; exits 1 on a mismatch, 0 with
+# "skipped" without a GPU (bench/README.md, "GPU check"). GPU_CHECK_ARGS="--pairs 600": fewer pairs.
+gpu-check: $(VENV)/.installed
+	$(BIN)/python bench/gpu_check.py $(GPU_CHECK_ARGS)
 
 # dist/siamgui/ (about 4 GB, ignored by git); build/ keeps PyInstaller's cache.
 dist: $(VENV)/.installed-dist

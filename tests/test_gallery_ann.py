@@ -148,3 +148,37 @@ def test_identify_through_a_model_is_the_same_with_faiss(tmp_path, tiny_model, s
     for a, b in zip(want, got):
         assert a.best == b.best and [c.name for c in a.candidates] == [c.name for c in b.candidates]
         np.testing.assert_allclose([c.distance for c in a.candidates], [c.distance for c in b.candidates], rtol=1e-6)
+
+
+def test_cli_identify_index_flag_reaches_the_store(tmp_path, tiny_model, shapes_dir, monkeypatch, capsys):
+    import json
+
+    from siamgui.cli import gallery as cli_gallery
+    from siamgui.cli import main
+    from siamgui.core.gallery import store
+
+    assert cli_gallery.INDEX_KINDS == ann.INDEX_KINDS  # the CLI's copy (no engine import to parse) is current
+    folders = sorted(p for p in shapes_dir.iterdir() if p.is_dir())
+    g = str(tmp_path / "g.sqlite")
+    base = ["--gallery", g, "--model", str(tiny_model), "--device", "cpu"]
+    for folder in folders[:4]:
+        assert main(["gallery", "add", folder.name, *map(str, sorted(folder.iterdir())[:3]), *base]) == 0
+    probe = str(sorted(folders[1].iterdir())[5])
+    built = []
+    real = store.build_index
+    monkeypatch.setattr(store, "build_index", lambda *a, **kw: built.append(kw["kind"]) or real(*a, **kw))
+    capsys.readouterr()
+    kinds = ("numpy", "exact", "approximate") if ann.faiss_available() else ("numpy",)
+    answers = []
+    for kind in kinds:
+        assert main(["gallery", "identify", probe, *base, "--index", kind, "--json", "--top", "3"]) == 0
+        answers.append(json.loads(capsys.readouterr().out))
+        assert built[-1] == kind
+    assert all(a["best"] == answers[0]["best"] for a in answers)
+    # without faiss, a faiss index is refused with one line naming the extra
+    monkeypatch.setitem(sys.modules, "faiss", None)
+    assert main(["gallery", "identify", probe, *base, "--index", "exact"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "siamgui[faiss]" in err[0]
+    assert main(["gallery", "identify", probe, *base, "--index", "faiss"]) == 2  # not a choice
+    assert "--index" in capsys.readouterr().err

@@ -12,14 +12,14 @@ import argparse
 import os
 import sys
 
-from siamgui.cli import cluster, compare, evaluate, gallery, gui, import_dlib, info, train
+from siamgui.cli import cluster, compare, evaluate, export, gallery, gui, import_dlib, info, train
 from siamgui.cli.common import (DEVICES, EXIT_INTERNAL, EXIT_USAGE, PRECISIONS, Parser, SharedOptions,
                                 UsageError, err)
 
 __all__ = ["DEVICES", "PRECISIONS", "UsageError", "build_parser", "main"]
 
 #: The commands in the order ``siamgui --help`` lists them.
-COMMANDS = (compare, train, evaluate, info, gui, import_dlib, gallery, cluster)
+COMMANDS = (compare, train, evaluate, info, gui, import_dlib, gallery, cluster, export)
 
 
 def build_parser() -> argparse.ArgumentParser:

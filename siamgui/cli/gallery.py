@@ -17,6 +17,10 @@ from siamgui.cli.common import (EXIT_OK, Parser, UsageError, add_batch_options, 
 
 #: siamgui.core.face.multi.MAX_FACES (not imported: parsing stays free of the engine)
 MAX_FACES = 32
+#: siamgui.core.gallery.ann.INDEX_KINDS (not imported, as above)
+INDEX_KINDS = ("auto", "numpy", "exact", "approximate")
+INDEX_HELP = ("the search index (docs/large-galleries.md): auto (default) chooses by the gallery's size, numpy "
+              "scans every embedding, exact and approximate use faiss (pip install 'siamgui[faiss]')")
 ALLOW_POOR_HELP = ("face models: also enrol faces judged poor (blurred, small, sideways, badly exposed, "
                    "or no face found); by default they are refused (docs/quality.md)")
 
@@ -68,6 +72,7 @@ def add_parser(sub, shared) -> None:
     d.add_argument("--threshold", type=finite_float, help="override the model's threshold (Unknown at or above)")
     d.add_argument("--all-faces", action="store_true",
                    help=f"one result per face of the photo, largest first (face models; at most {MAX_FACES} faces)")
+    d.add_argument("--index", choices=INDEX_KINDS, default="auto", help=INDEX_HELP)
     add_batch_options(d, "image")
     d.set_defaults(func=cmd_identify)
 
@@ -76,7 +81,7 @@ def _open(args, create: bool = False):
     """The gallery of ``--gallery`` (default: the app's); only enrolment creates a missing one."""
     from siamgui.core.gallery import Gallery
 
-    return Gallery(args.gallery, create=create)
+    return Gallery(args.gallery, create=create, index_kind=getattr(args, "index", "auto"))
 
 
 def _sync(gallery, verifier, quiet: bool) -> None:

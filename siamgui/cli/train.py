@@ -1,4 +1,8 @@
-"""``siamgui train DATA_DIR --out M.safetensors``: train a model, with progress on stderr."""
+"""``siamgui train DATA_DIR --out M.safetensors``: train a model, with progress on stderr.
+
+Under ``torchrun`` (``RANK``/``WORLD_SIZE`` set) every process is one rank of a data-parallel job
+(docs/distributed.md): rank 0 reports and writes ``--out``; the others print only errors.
+"""
 
 from __future__ import annotations
 
@@ -49,15 +53,19 @@ def add_parser(sub, shared) -> None:
 
 def run(args) -> int:
     from siamgui.core.training import Epoch, Finished, Loading, Log, Step, TrainConfig, TrainControl, time_left, train
+    from siamgui.core.training.distributed import env_from_environ
 
+    distributed = env_from_environ()
+    main = distributed is None or distributed.is_main
     out = Path(args.out)
     if out.suffix.lower() != ".safetensors":
         raise UsageError("--out must end in .safetensors")
-    if out.is_dir():
-        raise UsageError(f"--out {out} is a folder")
-    if not out.parent.exists():
-        raise UsageError(f"the folder of --out does not exist: {out.parent}")
-    _check_writable(out)  # before training, not after an hour of it
+    if main:  # the other ranks write nothing (torchrun stops them when rank 0 exits with an error)
+        if out.is_dir():
+            raise UsageError(f"--out {out} is a folder")
+        if not out.parent.exists():
+            raise UsageError(f"the folder of --out does not exist: {out.parent}")
+        _check_writable(out)  # before training, not after an hour of it
     cfg = TrainConfig(
         data_dir=args.data_dir, preset=args.preset, arch=args.arch, loss=args.loss, margin=args.margin,
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
@@ -67,7 +75,7 @@ def run(args) -> int:
         time_budget_s=args.max_minutes * 60.0 if args.max_minutes else None, channels_last=args.channels_last,
     )
     try:
-        log_fh = open(args.log_json, "w", encoding="utf-8") if args.log_json else None
+        log_fh = open(args.log_json, "w", encoding="utf-8") if (args.log_json and main) else None
     except OSError as exc:
         raise UsageError(f"cannot write --log-json {args.log_json}: {exc.strerror or exc}") from None
     tty = sys.stderr.isatty()
@@ -75,7 +83,9 @@ def run(args) -> int:
     result = None
     last_line = 0.0
     try:
-        for ev in train(cfg, control):
+        for ev in train(cfg, control, distributed=distributed):
+            if not main:
+                continue
             if log_fh is not None and not isinstance(ev, Finished):
                 log_fh.write(json.dumps({"event": type(ev).__name__.lower(), **vars(ev)}) + "\n")
                 log_fh.flush()
@@ -115,6 +125,8 @@ def run(args) -> int:
     finally:
         if log_fh is not None:
             log_fh.close()
+    if not main:
+        return EXIT_OK
     if result is None:
         err(f"training stopped before a model could be kept; nothing was written to {out}")
         return EXIT_USAGE

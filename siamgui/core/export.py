@@ -147,13 +147,15 @@ def _check_destination(out: Path) -> None:
 
 
 def export_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, *, opset: int = DEFAULT_OPSET,
-                check: bool = True) -> ExportResult:
+                check: bool = True, flip_average: bool | None = None) -> ExportResult:
     """Write ``model_path``'s encoder to ``out_path`` as one ONNX file (see the module doc).
 
     With ``check`` and onnxruntime installed, batches of 1 and 7 seeded inputs are
     embedded by both runtimes first; a difference above :data:`PARITY_TOLERANCE`
     raises ExportError and leaves ``out_path`` as it was. A file that is not a
-    model raises ModelFileError.
+    model raises ModelFileError. ``flip_average`` overrides the model file's
+    ``embedding.flip_average`` (None: as the file says); the check and the
+    metadata follow the choice.
     """
     import torch
 
@@ -166,7 +168,8 @@ def export_onnx(model_path: str | os.PathLike, out_path: str | os.PathLike, *, o
     _check_destination(out)
     onnx = _require("onnx")
     loaded = load_model(source)  # ModelFileError for anything that is not a model
-    flip = bool((loaded.meta.get("embedding") or {}).get("flip_average", False))
+    flip = bool((loaded.meta.get("embedding") or {}).get("flip_average", False)) if flip_average is None \
+        else bool(flip_average)
     graph = _graph_module(loaded.network.float().cpu(), flip)
     spec = loaded.spec
     example = torch.randn(2, spec.channels, spec.image_size, spec.image_size, generator=torch.Generator().manual_seed(0))
@@ -210,6 +213,7 @@ def _parity(loaded, onnx_path: Path, flip: bool) -> float | None:
     from siamgui.core.verifier import Verifier
 
     verifier = Verifier(loaded, device="cpu", precision="float32", cache_size=0)
+    verifier.flip_average = flip  # compare with what the graph computes (the caller may have overridden it)
     runner = OnnxEmbedder(onnx_path, threads=1)
     spec = loaded.spec
     rng = np.random.default_rng(0)

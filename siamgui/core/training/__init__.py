@@ -12,10 +12,10 @@ samplers), ``data`` (scan, split, prepare images), ``fit`` (the epoch loop),
 from siamgui.core.training.config import FINETUNE_DEFAULTS, PRESET_DEFAULTS, TrainConfig
 from siamgui.core.training.data import prepare_images
 from siamgui.core.training.events import Epoch, Finished, Loading, Log, Step, TrainControl, TrainResult, time_left
-from siamgui.core.training.loop import seed_everything, train
+from siamgui.core.training.loop import seed_everything, train, train_to_end
 from siamgui.core.training.objective import LOSSES
 
 __all__ = [
     "FINETUNE_DEFAULTS", "LOSSES", "PRESET_DEFAULTS", "Epoch", "Finished", "Loading", "Log", "Step", "TrainConfig",
-    "TrainControl", "TrainResult", "prepare_images", "seed_everything", "time_left", "train",
+    "TrainControl", "TrainResult", "prepare_images", "seed_everything", "time_left", "train", "train_to_end",
 ]

@@ -22,6 +22,7 @@ from siamgui.core.models import SiameseNetwork, count_parameters
 from siamgui.core.preprocess import Augmenter, Preprocessor
 from siamgui.core.training.config import TrainConfig
 from siamgui.core.training.data import TrainingData
+from siamgui.core.training.distributed import AUGMENT_SEED_STRIDE, Distributed
 from siamgui.core.training.events import Epoch, Log, Step, TrainControl
 from siamgui.core.training.objective import Objective
 from siamgui.core.training.sampling import fixed_pairs
@@ -53,27 +54,39 @@ class FitOutcome:
 
 
 class Fit:
-    """One fit: ``outcome = yield from Fit(...).run()`` yields :class:`Log`, :class:`Step`, :class:`Epoch`."""
+    """One fit: ``outcome = yield from Fit(...).run()`` yields :class:`Log`, :class:`Step`, :class:`Epoch`.
+
+    With ``dist`` (a torchrun job, :mod:`.distributed`) ``cfg.batch_size`` is per rank: each
+    step draws a global batch of ``batch_size x world size`` and this rank trains on its share;
+    only rank 0 validates and keeps the best weights.
+    """
 
     def __init__(self, cfg: TrainConfig, control: TrainControl, network: SiameseNetwork, preprocessor: Preprocessor,
-                 objective: Objective, distance: Distance, data: TrainingData, device: torch.device, t_start: float):
+                 objective: Objective, distance: Distance, data: TrainingData, device: torch.device, t_start: float,
+                 dist: Distributed | None = None):
         self.cfg, self.control, self.network, self.preprocessor = cfg, control, network, preprocessor
         self.objective, self.distance, self.data, self.device, self.t_start = objective, distance, data, device, t_start
+        self.dist = dist
+        self.is_main = dist is None or dist.is_main
         self.timing = data.timing
         network.to(device)
         # Opt-in: faster on the CPU, but torch's CPU backward has crashed for some small shapes.
         self.mem_format = (torch.channels_last if (cfg.channels_last and device.type == "cpu")
                            else torch.contiguous_format)
         network.to(memory_format=self.mem_format)
-        self.sampler = objective.sampler(data.train_labels, int(cfg.batch_size), np.random.default_rng(cfg.seed),
+        self.global_batch = int(cfg.batch_size) * (dist.world_size if dist else 1)
+        self.sampler = objective.sampler(data.train_labels, self.global_batch, np.random.default_rng(cfg.seed),
                                          data.train_forgery_of)
         va, vb, v_dis = fixed_pairs(data.val_labels, cfg.val_pairs, cfg.seed + 1, data.val_forgery_of)
         self.val_pairs, self.val_same = (va, vb), v_dis == 0
-        self.augment = Augmenter(preprocessor.spec, seed=cfg.seed) if cfg.augment else None
+        aug_seed = cfg.seed + (AUGMENT_SEED_STRIDE * dist.rank if dist else 0)
+        self.augment = Augmenter(preprocessor.spec, seed=aug_seed) if cfg.augment else None
+        #: Embeds a training batch: the network, or its DDP wrapper.
+        self.embed = dist.wrap(network) if dist else network.embed
         self.opt = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=cfg.lr,
                                      weight_decay=cfg.weight_decay)
         ppe = cfg.pairs_per_epoch or int(min(20000, max(512, 2 * len(data.train_ds))))
-        self.steps_per_epoch = max(1, ppe // int(cfg.batch_size))
+        self.steps_per_epoch = max(1, ppe // self.global_batch)
         if cfg.min_steps:  # small folders: longer epochs, so the plan has enough optimisation steps
             self.steps_per_epoch = max(self.steps_per_epoch, math.ceil(cfg.min_steps / cfg.epochs))
         self.total_steps = self.steps_per_epoch * cfg.epochs
@@ -99,14 +112,19 @@ class Fit:
                           f"{count_parameters(self.network):,} parameters on {self.device.type}; "
                           f"{self.steps_per_epoch} steps x {cfg.epochs} epochs" + self._plan_note() + ".")
         self.t_loop = time.perf_counter()
-        if cfg.fine_tuning:
+        if cfg.fine_tuning and self.is_main:
             yield from self._validate_start()
         self._set_train_mode()
         b = int(cfg.batch_size)
         try:
             for epoch in range(1, cfg.epochs + 1):
                 losses = yield from self._epoch(epoch)
-                if self.outcome.stopped or (yield from self._end_epoch(epoch, losses)):
+                if self.outcome.stopped:
+                    break
+                stop = (yield from self._end_epoch(epoch, losses)) if self.is_main else False
+                if self.dist is not None:
+                    stop = self.dist.agree(stop)  # every rank leaves the loop with rank 0
+                if stop:
                     break
         except torch.cuda.OutOfMemoryError:
             raise DeviceError(f"The GPU ran out of memory at batch size {b}; try a smaller batch size.") from None
@@ -155,10 +173,13 @@ class Fit:
             eta = self._eta()
             yield Step(epoch, self.cfg.epochs, step, self.steps_per_epoch, self.global_step, self.total_steps, value,
                        self.running, self.opt.param_groups[0]["lr"], n_pairs / max(dt, 1e-9), eta)
-            if self.budget and time.perf_counter() - self.t_loop >= self.budget:
+            if self.budget and self._agree(time.perf_counter() - self.t_loop >= self.budget):
                 self.out_of_time = True
                 break
         return losses
+
+    def _agree(self, flag: bool) -> bool:
+        return self.dist.agree(flag) if self.dist is not None else flag
 
     def _eta(self) -> float:
         """Seconds of training left: the plan's remaining steps at the measured pace, capped by the budget."""
@@ -167,17 +188,23 @@ class Fit:
         return min(eta, max(0.0, self.budget - elapsed)) if self.budget else eta
 
     def _step(self) -> tuple[float, int, float]:
-        """One batch: sample, augment, forward, backward, update. Returns (loss, pairs, time data was ready)."""
+        """One batch: sample, augment, forward, backward, update. Returns (loss, pairs, time data was ready).
+
+        Distributed: this rank embeds its share of the global batch; the loss is the global batch's."""
         parts = self.sampler.sample()
         idx = np.concatenate(parts) if len(parts) > 1 else parts[0]
-        xs = [self._batch_input(p) for p in parts]
+        mine, layout = self.dist.share(parts) if self.dist is not None else (parts, None)
+        xs = [self._batch_input(p) for p in mine]
         x = torch.cat(xs) if len(xs) > 1 else xs[0]
         labels = torch.from_numpy(self.data.train_labels[idx]).to(self.device)
         t1 = time.perf_counter()
         with torch.autocast("cuda", torch.bfloat16, enabled=self.use_amp):
-            loss = self.objective.loss(self.network.embed(x).float(), labels)
+            emb = self.embed(x).float()
+            if self.dist is not None:
+                emb = self.dist.gather(emb, layout)
+            loss = self.objective.loss(emb, labels)
         self.opt.zero_grad(set_to_none=True)
-        loss.backward()
+        (loss * self.dist.grad_scale if self.dist is not None else loss).backward()
         self.opt.step()
         self._update_lr()
         value = float(loss.detach())
@@ -195,9 +222,12 @@ class Fit:
         if not self.budget:
             self.sched.step()
             return
-        # With a time budget the cosine follows whichever is further along: steps or time.
-        frac = min(1.0, max((self.global_step + 1) / self.total_steps,
-                            (time.perf_counter() - self.t_loop) / self.budget))
+        # With a time budget the cosine follows whichever is further along: steps or time (rank 0's time,
+        # else the ranks' optimizers would apply different rates to the same averaged gradient).
+        elapsed = time.perf_counter() - self.t_loop
+        if self.dist is not None:
+            elapsed = self.dist.main_value(elapsed)
+        frac = min(1.0, max((self.global_step + 1) / self.total_steps, elapsed / self.budget))
         for g in self.opt.param_groups:
             g["lr"] = self.cfg.lr * (0.02 + 0.98 * 0.5 * (1.0 + math.cos(math.pi * frac)))
 

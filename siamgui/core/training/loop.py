@@ -31,6 +31,7 @@ from siamgui.core.preprocess import PreprocessSpec, Preprocessor, preset_spec
 from siamgui.core.training import data as data_phase
 from siamgui.core.training.config import TrainConfig
 from siamgui.core.training.data import TrainingData
+from siamgui.core.training.distributed import DistEnv, Distributed
 from siamgui.core.training.events import Epoch, Finished, Loading, Log, Step, TrainControl, TrainResult
 from siamgui.core.training.fit import Fit, FitOutcome
 from siamgui.core.training.objective import make_objective
@@ -42,30 +43,56 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
-def train(config: TrainConfig, control: TrainControl | None = None, dataset: FolderDataset | None = None
-          ) -> Iterator[Log | Loading | Step | Epoch | Finished]:
+def train(config: TrainConfig, control: TrainControl | None = None, dataset: FolderDataset | None = None,
+          distributed: DistEnv | None = None) -> Iterator[Log | Loading | Step | Epoch | Finished]:
     """Run a training job, yielding events; the last one is always :class:`Finished`.
 
     Raises :class:`SiamguiError` (with a readable message) for unusable input and
     :class:`DeviceError` for out-of-memory; nothing is written to disk here.
     Closing the generator early (``.close()``, or dropping it) cancels the job,
     so no background decoding outlives it.
+
+    ``distributed`` (:func:`.distributed.env_from_environ`): this process is one rank of a
+    torchrun job; it joins the process group, trains data-parallel and leaves the group at
+    the end. Only rank 0's :class:`Finished` carries the result; the others' carry None.
     """
     control = control or TrainControl()
+    group = None
     try:
-        yield from _train(config, control, dataset)
+        cfg = config.resolved()
+        seed_everything(cfg.seed)  # before the group: every rank builds the same initial weights
+        dev = select_device(cfg.device)
+        if dev.reason and (distributed is None or distributed.is_main):
+            yield Log("warning", dev.reason)
+        device = dev.device
+        if distributed is not None:
+            group = Distributed(distributed, dev.device)
+            device = group.device
+        yield from _train(cfg, control, dataset, device, group)
     except GeneratorExit:
         control.cancel()
         raise
+    finally:
+        if group is not None:
+            group.close()
 
 
-def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | None):
-    cfg = config.resolved()
+def train_to_end(config: TrainConfig, distributed: DistEnv | None = None) -> tuple[list[Step], TrainResult | None]:
+    """:func:`train` run to its end without reporting: its :class:`Step` events and the result
+    (None when the job kept nothing, or on a rank other than 0)."""
+    steps, result = [], None
+    for event in train(config, distributed=distributed):
+        if isinstance(event, Step):
+            steps.append(event)
+        elif isinstance(event, Finished):
+            result = event.result
+    return steps, result
+
+
+def _train(cfg: TrainConfig, control: TrainControl, dataset: FolderDataset | None, device: torch.device,
+           group: Distributed | None):
     t_start = time.perf_counter()
-    seed_everything(cfg.seed)
-    dev = select_device(cfg.device)
-    if dev.reason:
-        yield Log("warning", dev.reason)
+    main = group is None or group.is_main
     ds = yield from data_phase.scan(cfg, dataset)
     model = yield from _model(cfg)
     preprocessor = Preprocessor(model.spec)
@@ -75,9 +102,15 @@ def _train(config: TrainConfig, control: TrainControl, dataset: FolderDataset | 
         yield Finished(None, cancelled=True, reason="Stopped before the first epoch finished.")
         return
     objective = make_objective(cfg.loss, cfg.margin, distance)
-    fit = Fit(cfg, control, model.network, preprocessor, objective, distance, data, dev.device, t_start)
+    fit = Fit(cfg, control, model.network, preprocessor, objective, distance, data, device, t_start, group)
     outcome = yield from fit.run()
-    yield from _result(cfg, model, data, outcome, fit.val_same, dev.device, t_start)
+    if group is not None:
+        group.unwrap(model.network)
+        if not main:
+            yield Finished(None, cancelled=False, reason="")
+            return
+    yield from _result(cfg, model, data, outcome, fit.val_same, device, t_start,
+                       group.record(int(cfg.batch_size)) if group is not None else None)
 
 
 # -- model ---------------------------------------------------------------------------------
@@ -128,7 +161,7 @@ def _freeze(encoder: torch.nn.Module, fraction: float) -> int:
 
 # -- result --------------------------------------------------------------------------------
 def _result(cfg: TrainConfig, model: _Model, data: TrainingData, outcome: FitOutcome, val_same: np.ndarray,
-            device: torch.device, t_start: float) -> Iterator[Log | Finished]:
+            device: torch.device, t_start: float, distributed: dict | None = None) -> Iterator[Log | Finished]:
     """Restore the best weights, calibrate the threshold on validation, and finish with a TrainResult."""
     timing = data.timing
     loop_s = timing["data_s"] + timing["compute_s"]
@@ -152,7 +185,7 @@ def _result(cfg: TrainConfig, model: _Model, data: TrainingData, outcome: FitOut
                    else "training classes (no held-out classes)")
     meta = make_meta(architecture=model.arch, preprocess=model.spec, distance=model.distance, threshold=threshold,
                      margin=cfg.margin, loss=cfg.loss, metrics=metrics, name=f"{Path(cfg.data_dir).name} ({cfg.preset})",
-                     training=_training_record(cfg, model, data, outcome, device, t_start),
+                     training=_training_record(cfg, model, data, outcome, device, t_start, distributed),
                      calibration=calibration_table(best.d, val_same, metrics["evaluated_on"],
                                                    extra=[threshold]).to_dict())
     result = TrainResult(network, meta, best.d, val_same, outcome.history, outcome.stopped)
@@ -160,7 +193,7 @@ def _result(cfg: TrainConfig, model: _Model, data: TrainingData, outcome: FitOut
 
 
 def _training_record(cfg: TrainConfig, model: _Model, data: TrainingData, outcome: FitOutcome,
-                     device: torch.device, t_start: float) -> dict[str, Any]:
+                     device: torch.device, t_start: float, distributed: dict | None = None) -> dict[str, Any]:
     """What the model file records about how it was trained."""
     train_ds, val_ds = data.train_ds, data.val_ds
     return {
@@ -175,4 +208,5 @@ def _training_record(cfg: TrainConfig, model: _Model, data: TrainingData, outcom
         "duration_s": round(time.perf_counter() - t_start, 1), "device": device.type,
         "timing": {k: round(v, 4) if isinstance(v, float) else v for k, v in data.timing.items()},
         "history": outcome.history,
+        **({"distributed": distributed} if distributed else {}),
     }
