@@ -8,9 +8,12 @@ settings/data folders in a temporary directory, and checks:
 
 1. the bundle holds the resources it needs (icons, the bundled model when the
    checkout has one, OpenCV's Haar cascades);
-2. ``siamgui compare A B --json`` on two generated images exits 0 and the JSON
-   names a model file inside the bundle (the bundled model was found there);
-3. ``siamgui gui A B --screenshot OUT.png`` exits 0 and writes a PNG.
+2. ``siamgui compare A B --json`` on two drawn faces exits 0 with a verdict, and the
+   JSON names a model file inside the bundle (the bundled model was found there) and
+   counts one face in each image (the face detector runs in the frozen app);
+3. ``siamgui cluster`` on the folder of those two pictures writes ``clusters.json``
+   (scikit-learn made it into the bundle);
+4. ``siamgui gui A B --screenshot OUT.png`` exits 0 and writes a PNG.
 
 Fallbacks, each announced on a line starting ``FALLBACK`` / ``SKIP``:
 - no ``resources/models/face.safetensors`` in the checkout (so none in the
@@ -90,23 +93,39 @@ def commands(help_text: str) -> set[str]:
     return names
 
 
-def make_images(folder: Path) -> tuple[Path, Path]:
-    """Two different 160 px pictures (a pale 'face-like' oval and a pattern)."""
-    from PIL import Image, ImageDraw
+def draw_face(size: int, skin: tuple[int, int, int], eye: float, mouth: float) -> "Image.Image":
+    """A blurred cartoon face (RGB) that the bundled model's detector finds (as tests/_gui_helpers.draw_face)."""
+    from PIL import Image, ImageDraw, ImageFilter
 
-    a = Image.new("RGB", (160, 160), (70, 90, 120))
-    d = ImageDraw.Draw(a)
-    d.ellipse((40, 25, 120, 135), fill=(225, 190, 160))
-    d.ellipse((60, 60, 72, 70), fill=(40, 40, 40))
-    d.ellipse((88, 60, 100, 70), fill=(40, 40, 40))
-    d.arc((60, 85, 100, 115), 20, 160, fill=(120, 40, 40), width=4)
-    b = Image.new("RGB", (160, 160), (230, 230, 230))
-    d = ImageDraw.Draw(b)
-    for k in range(0, 160, 20):
-        d.rectangle((k, 0, k + 9, 159), fill=(30, 60, 160))
+    img = Image.new("RGB", (size, size), (235, 235, 235))
+    d = ImageDraw.Draw(img)
+    c = size // 2
+
+    def ellipse(cx, cy, rx, ry, fill):
+        d.ellipse((cx - rx, cy - ry, cx + rx, cy + ry), fill=fill)
+
+    ellipse(c, c + 5, int(size * 0.32), int(size * 0.42), skin)
+    for dx in (-1, 1):
+        ex, ey = c + dx * int(size * 0.13), c - int(size * 0.08)
+        ellipse(ex, ey, int(size * eye), int(size * 0.035), (60, 60, 60))
+        d.line((ex - int(size * 0.08), ey - int(size * 0.08), ex + int(size * 0.08), ey - int(size * 0.08)),
+               fill=(50, 50, 50), width=max(2, size // 40))
+    ellipse(c, c + int(size * 0.07), int(size * 0.03), int(size * 0.08), (190, 150, 120))
+    ellipse(c, c + int(size * 0.22), int(size * mouth), int(size * 0.03), (140, 70, 70))
+    return img.filter(ImageFilter.GaussianBlur(size / 60))
+
+
+def make_images(folder: Path) -> tuple[Path, Path]:
+    """Two drawn faces of different "people" on 240 px canvases: a face model finds a face in
+    each and gives a verdict (it gives none without a face)."""
+    from PIL import Image
+
     pa, pb = folder / "a.png", folder / "b.png"
-    a.save(pa)
-    b.save(pb)
+    for path, face in ((pa, draw_face(180, (215, 180, 150), 0.07, 0.10)),
+                       (pb, draw_face(180, (160, 120, 90), 0.05, 0.14))):
+        canvas = Image.new("RGB", (240, 240), (235, 235, 235))
+        canvas.paste(face, (30, 30))
+        canvas.save(path)
     return pa, pb
 
 
@@ -142,8 +161,9 @@ def main() -> int:
     gui_in_checkout = (ROOT / "siamgui" / "gui" / "app.py").is_file()
     expected = ["resources/icons/siamgui.png", "cv2/data/haarcascade_frontalface_default.xml"]
     if model_in_checkout:  # the network, its face detector and its landmark model
-        expected += ["resources/models/face.safetensors", "resources/models/mtcnn.safetensors",
-                     "resources/models/shape_predictor_5.safetensors"]
+        expected += ["resources/models/face.safetensors", "resources/models/yunet_s_640_640.onnx",
+                     "resources/models/mtcnn.safetensors", "resources/models/shape_predictor_5.safetensors",
+                     "resources/models/liveness.safetensors"]
     for rel in expected:
         if (inner / rel).is_file():
             say(f"ok   bundle has {rel}")
@@ -209,11 +229,25 @@ def main() -> int:
             else:
                 if not model_path.is_relative_to(expected_dir):
                     fail(f"compare used {model_path}, not a model inside {expected_dir}")
-                elif out.get("faces") in (None, [None, None]):
-                    fail(f"compare ran no face detection with a face model: {out}")
+                elif out.get("faces") != [1, 1] or out.get("same") not in (True, False):
+                    fail(f"compare did not find one face in each drawn face picture, or gave no verdict: {out}")
                 else:
                     say(f"ok   'siamgui compare --json' in {secs:.1f} s: distance {out['distance']:.4f}, "
                         f"same={out['same']}, faces={out['faces']}, model {model_path}")
+
+        # 2b. cluster (scikit-learn must be in the bundle)
+        out_json = work / "clusters.json"
+        proc, secs = run(exe, ["cluster", str(a.parent), "--out", str(out_json), *model_args], env, work)
+        try:
+            found = json.loads(out_json.read_text()) if proc.returncode == 0 else None
+        except (OSError, ValueError):
+            found = None
+        if found is None or "clusters" not in found:
+            fail(f"'siamgui cluster' exited {proc.returncode} or wrote no clusters.json")
+            show(proc)
+        else:
+            faces = sum(len(c["faces"]) for c in found["clusters"]) + len(found["unsorted"])
+            say(f"ok   'siamgui cluster' in {secs:.1f} s: {len(found['clusters'])} cluster(s), {faces} face(s)")
 
         # 3. gui --screenshot
         shot = work / "shot.png"
