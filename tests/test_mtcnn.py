@@ -230,10 +230,9 @@ def test_camera_preview_boxes_come_from_the_same_detector():
     frame_rgb = np.full((480, 640, 3), 90, np.uint8)
     frame_rgb[110:360, 300:550] = face
     boxes = preview_faces(np.ascontiguousarray(frame_rgb[:, :, ::-1]))  # the worker gets BGR frames
-    from siamgui.core.modelfile import read_metadata
-    from siamgui.core.resources import bundled_model_path
+    from siamgui.core.modelfile import bundled_face_config
 
-    cfg = read_metadata(bundled_model_path())["preprocess"]["face"]
+    cfg = bundled_face_config()
     expect = alignment.face_boxes(frame_rgb, cfg)
     assert boxes == expect and len(boxes) >= 1
     x, y, w, h = boxes[0]

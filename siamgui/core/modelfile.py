@@ -361,3 +361,11 @@ def save_copy(source: str | os.PathLike, target: str | os.PathLike, **changes) -
     meta = {**loaded.meta, **changes}
     save_model(target, loaded.network, meta)
     return meta
+
+
+def bundled_face_config() -> dict:
+    """The bundled face model's face settings (``preprocess.face``: detector, landmarks), a fresh
+    copy; what a camera preview uses to draw the boxes a capture will start from."""
+    from siamgui.core.resources import bundled_model_path
+
+    return dict(read_metadata(bundled_model_path())["preprocess"]["face"])

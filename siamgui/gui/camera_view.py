@@ -93,10 +93,9 @@ def read_frames(task, source, feed: Feed):
 
 @functools.lru_cache(maxsize=1)
 def _bundled_face_config() -> dict:
-    from siamgui.core.modelfile import read_metadata
-    from siamgui.core.resources import bundled_model_path
+    from siamgui.core.modelfile import bundled_face_config
 
-    return dict(read_metadata(bundled_model_path())["preprocess"]["face"])
+    return bundled_face_config()
 
 
 def preview_faces(frame: np.ndarray, face_cfg: dict | None = None) -> list:

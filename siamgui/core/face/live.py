@@ -14,6 +14,7 @@ the reference has no face.
 
 from __future__ import annotations
 
+import functools
 import time
 from collections import deque
 from dataclasses import dataclass
@@ -128,17 +129,12 @@ class PreviewJudge:
         return self._hint
 
 
-_face_config: dict | None = None
-
-
+@functools.lru_cache(maxsize=1)
 def _bundled_face_config() -> dict:
-    global _face_config
-    if _face_config is None:
-        from siamgui.core.modelfile import read_metadata
-        from siamgui.core.resources import bundled_model_path
+    """Read once per process (the preview asks on every frame)."""
+    from siamgui.core.modelfile import bundled_face_config
 
-        _face_config = dict(read_metadata(bundled_model_path())["preprocess"]["face"])
-    return _face_config
+    return bundled_face_config()
 
 
 @dataclass(frozen=True)
