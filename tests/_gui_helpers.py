@@ -108,6 +108,16 @@ def run_in_thread(fn, *args):
     return out["value"]
 
 
+def loaded_state(qtbot, model, timeout: int = 60000):
+    """An AppState on the CPU with ``model`` loaded (the load runs in its worker; waited for)."""
+    from siamgui.gui.state import AppState
+
+    s = AppState(device="cpu")
+    with qtbot.waitSignal(s.model_changed, timeout=timeout):
+        s.load_model(str(model))
+    return s
+
+
 @pytest.fixture
 def no_thread_leaks(monkeypatch):
     """Fail the test if it leaves a QThread (any started during the test) or a Python thread running."""

@@ -69,3 +69,13 @@ def other_model(tiny_model, tmp_path_factory):
 
 def lfw_available() -> bool:
     return (LFW_ROOT / "George_W_Bush").is_dir()
+
+
+@pytest.fixture
+def state(qtbot, tiny_model):
+    """The GUI tests' usual app state: the tiny test model loaded; its workers waited for at the end."""
+    from _gui_helpers import loaded_state
+
+    s = loaded_state(qtbot, tiny_model)
+    yield s
+    s.wait()

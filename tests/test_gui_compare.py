@@ -10,8 +10,8 @@ import threading
 import cv2
 import numpy as np
 import pytest
-from _gui_helpers import (draw_face, face_canvas, inference_guard, make_video, no_face,  # noqa: F401
-                          no_thread_leaks, run_in_thread, shown_compare_tab, two_faces)
+from _gui_helpers import (draw_face, face_canvas, inference_guard, loaded_state, make_video,  # noqa: F401
+                          no_face, no_thread_leaks, run_in_thread, shown_compare_tab, two_faces)
 
 pytest.importorskip("pytestqt")
 from PySide6.QtCore import QMimeData, QPoint, QPointF, Qt, QUrl  # noqa: E402
@@ -56,20 +56,6 @@ def images(tmp_path_factory, shapes_dir):
         cv2.imwrite(str(d / f"{name}.png"), arr)
         out[name] = d / f"{name}.png"
     return out
-
-
-def _loaded_state(qtbot, model) -> AppState:
-    state = AppState(device="cpu")
-    with qtbot.waitSignal(state.model_changed, timeout=WAIT):
-        state.load_model(str(model))
-    return state
-
-
-@pytest.fixture
-def state(qtbot, tiny_model):
-    s = _loaded_state(qtbot, tiny_model)
-    yield s
-    s.wait()
 
 
 @pytest.fixture
@@ -249,7 +235,7 @@ def test_bad_file_keeps_working(qtbot, tab, images, tmp_path):
 
 # -- face mode -----------------------------------------------------------------------------------
 def test_face_mode_with_and_without_a_face(qtbot, tiny_model, face_model, images):
-    state = _loaded_state(qtbot, face_model)
+    state = loaded_state(qtbot, face_model)
     t = CompareTab(state)
     qtbot.addWidget(t)
     assert t.face_combo.isEnabled() and t.face_policy == "largest"
@@ -281,7 +267,7 @@ def test_face_mode_with_and_without_a_face(qtbot, tiny_model, face_model, images
 
 
 def test_no_verdict_without_a_face_and_the_whole_image_button(qtbot, face_model, images):
-    state = _loaded_state(qtbot, face_model)
+    state = loaded_state(qtbot, face_model)
     t = shown_compare_tab(qtbot, state, 1100)
     assert not t.panel.whole_button.isVisible()
     assert load_pair(qtbot, t, images["face"], images["noface"]) is True
@@ -303,7 +289,7 @@ def test_each_slot_shows_its_face_quality(qtbot, face_model, images, tmp_path):
     sharp = tmp_path / "sharp.png"
     grain = np.random.default_rng(0).normal(0, 6, (200, 200, 3))
     cv2.imwrite(str(sharp), np.clip(draw_face(200) + grain, 0, 255).astype(np.uint8))
-    state = _loaded_state(qtbot, face_model)
+    state = loaded_state(qtbot, face_model)
     t = shown_compare_tab(qtbot, state, 1100)
     with qtbot.waitSignal(t.analysis_finished, timeout=WAIT):
         t.slot_a.set_image_path(images["face"])  # one image: analysed at once, quality included
@@ -324,7 +310,7 @@ def test_best_face_mode_names_the_matching_face(qtbot, images, tmp_path):
     group = tmp_path / "group.png"
     cv2.imwrite(str(person), face_canvas((260, 260), [(1, 40, 40, 180)]))
     cv2.imwrite(str(group), face_canvas((600, 280), [(0, 20, 30, 220), (1, 280, 60, 150), (2, 460, 90, 120)]))
-    state = _loaded_state(qtbot, bundled_model_path())
+    state = loaded_state(qtbot, bundled_model_path())
     t = CompareTab(state)
     qtbot.addWidget(t)
     assert load_pair(qtbot, t, person, group) is True
@@ -545,7 +531,7 @@ def test_verify_live_against_a(qtbot, tmp_path):
     cv2.imwrite(str(ref), np.clip(face_canvas((240, 240), [(0, 30, 30, 180)])
                                   + np.random.default_rng(1).normal(0, 8, (240, 240, 3)), 0, 255).astype(np.uint8))
     video = grainy_face_video(tmp_path / "same.avi", 150)
-    state = _loaded_state(qtbot, bundled_model_path())
+    state = loaded_state(qtbot, bundled_model_path())
     t = shown_compare_tab(qtbot, state, 1300)
     assert not t.start_live(), "no image A yet: refused"
     with qtbot.waitSignal(t.analysis_finished, timeout=WAIT):

@@ -8,20 +8,10 @@ from _gui_helpers import inference_guard, no_thread_leaks  # noqa: F401
 pytest.importorskip("pytestqt")
 
 from siamgui.gui.evaluate_tab import EvaluateTab  # noqa: E402
-from siamgui.gui.state import AppState  # noqa: E402
 
 pytestmark = [pytest.mark.gui, pytest.mark.usefixtures("no_thread_leaks", "inference_guard")]
 
 WAIT = 60000
-
-
-@pytest.fixture
-def state(qtbot, tiny_model):
-    s = AppState(device="cpu")
-    with qtbot.waitSignal(s.model_changed, timeout=WAIT):
-        s.load_model(str(tiny_model))
-    yield s
-    s.wait()
 
 
 @pytest.fixture

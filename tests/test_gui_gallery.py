@@ -25,15 +25,6 @@ def files(shapes_dir, cls, n=None):
 
 
 @pytest.fixture
-def state(qtbot, tiny_model):
-    s = AppState(device="cpu")
-    with qtbot.waitSignal(s.model_changed, timeout=WAIT):
-        s.load_model(str(tiny_model))
-    yield s
-    s.wait()
-
-
-@pytest.fixture
 def tab(qtbot, state, no_thread_leaks, inference_guard):  # noqa: F811
     t = GalleryTab(state)
     qtbot.addWidget(t)

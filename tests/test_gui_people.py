@@ -6,7 +6,7 @@ from __future__ import annotations
 import shutil
 
 import pytest
-from _gui_helpers import inference_guard, no_thread_leaks  # noqa: F401
+from _gui_helpers import inference_guard, loaded_state, no_thread_leaks  # noqa: F401
 
 pytest.importorskip("pytestqt")
 
@@ -14,7 +14,6 @@ from PySide6.QtCore import Qt  # noqa: E402
 
 from siamgui.gui.main_window import MainWindow  # noqa: E402
 from siamgui.gui.people_tab import UNSORTED, PeopleTab  # noqa: E402
-from siamgui.gui.state import AppState  # noqa: E402
 
 pytestmark = [pytest.mark.gui]
 WAIT = 20000
@@ -22,9 +21,7 @@ WAIT = 20000
 
 @pytest.fixture
 def state(qtbot, tiny_model):
-    s = AppState(device="cpu")
-    with qtbot.waitSignal(s.model_changed, timeout=WAIT):
-        s.load_model(str(tiny_model))
+    s = loaded_state(qtbot, tiny_model)
     s.verifier.threshold = 1e-3  # only identical photos are one person: a known answer
     yield s
     s.wait()
