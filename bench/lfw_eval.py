@@ -7,7 +7,7 @@ the time per face split into detection+alignment and embedding.
 
     .venv/bin/python bench/lfw_eval.py --pairs ../shared/data/lfw/pairs.txt \
         --root ../shared/data/lfw/lfw [--model FILE] [--threads 2] [--face centre|best]
-        [--detector yunet] [--face-set KEY=VALUE ...] [--precision float32] [--onnx FILE.onnx] [--json OUT]
+        [--detector yunet] [--face-set KEY=VALUE ...] [--precision float32] [--no-flip] [--onnx FILE.onnx] [--json OUT]
 
 ``--onnx`` also embeds the same prepared chips with an exported encoder
 (``siamgui.core.export``) under onnxruntime and scores every protocol with
@@ -55,6 +55,8 @@ def main(argv=None) -> int:
                     help="the network's arithmetic (as siamgui compare --precision; auto is the app's default)")
     ap.add_argument("--onnx", help="an exported encoder (.onnx): score its onnxruntime embeddings of the same "
                                    "chips beside PyTorch's")
+    ap.add_argument("--no-flip", action="store_true",
+                    help="embed each face alone, without averaging in its mirror image (the model's default)")
     ap.add_argument("--json", help="write the figures to this JSON file")
     ap.add_argument("--save", help="write per-image embeddings (plain and mirrored), landmarks and modes to "
                                    "this .npz, for offline analysis")
@@ -70,6 +72,8 @@ def main(argv=None) -> int:
     torch.set_num_threads(args.threads)
     protocols = {Path(f).name: read_lfw_pairs(f, args.root) for f in args.pairs}
     verifier = Verifier(args.model or bundled_model_path(), device="cpu", precision=args.precision)
+    if args.no_flip:
+        verifier.flip_average = False
     face_cfg = verifier.preprocessor.spec.face  # the dict the aligner reads on every image
     if args.detector:
         face_cfg["detector"] = args.detector

@@ -1,9 +1,10 @@
-"""The fast landmark predictor and chip sampler give exactly what straightforward code gives.
+"""The fast landmark predictor and chip sampler give what straightforward code gives.
 
 The references below are the plain versions (one level of the tree walk at a time,
-the library's ``similarity_transform``, row gathers and broadcasts in the bilinear
-sampler). The optimised code must match them bit for bit: the network was checked
-against dlib on chips sampled this way.
+the library's ``similarity_transform``, dlib's bilinear sampling written out). The
+predictor must match its reference bit for bit; the closed-form similarity must equal
+dlib's SVD (Umeyama) form; OpenCV's chip warp may differ from dlib's truncating sampler
+by rounding only (a few grey levels; LFW accuracy with it: bench/README.md).
 """
 
 import math
@@ -99,6 +100,17 @@ def smooth_image(rng, h: int, w: int, channels: int = 3) -> np.ndarray:
     return np.clip(img, 0, 255).astype(np.uint8)
 
 
+def umeyama(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
+    """dlib's find_similarity_transform as written there: SVD of the covariance, no reflection."""
+    ds, dd = src - src.mean(0), dst - dst.mean(0)
+    cov = dd.T @ ds / len(src)
+    u, d, vt = np.linalg.svd(cov)
+    s = np.eye(2)
+    if np.linalg.det(cov) < 0:
+        s[1 if d[1] < d[0] else 0] *= -1
+    return (d * np.diag(s)).sum() / (ds ** 2).sum(1).mean() * (u @ s @ vt)
+
+
 def random_boxes(rng, h: int, w: int, n: int):
     for _ in range(n):  # some partly or wholly outside the image, some tiny
         cx, cy = rng.uniform(-0.2 * w, 1.2 * w), rng.uniform(-0.2 * h, 1.2 * h)
@@ -116,11 +128,12 @@ def bundled_predictor():
 # -- tests --------------------------------------------------------------------------------
 def test_predict_matches_reference_random_model():
     rng = np.random.default_rng(1)
-    pred = random_predictor()
-    for h, w in ((80, 120), (64, 64), (1, 7)):
-        grey = lm.grey_intensity(smooth_image(rng, h, w))
-        for box in random_boxes(rng, h, w, 25):
-            np.testing.assert_array_equal(pred.predict(grey, box), reference_predict(pred, grey, box))
+    # depth 3: the leaf table; depth 5: too deep for a table, the trees are walked
+    for pred in (random_predictor(), random_predictor(seed=8, depth=5)):
+        for h, w in ((80, 120), (64, 64), (1, 7)):
+            grey = lm.grey_intensity(smooth_image(rng, h, w))
+            for box in random_boxes(rng, h, w, 25):
+                np.testing.assert_array_equal(pred.predict(grey, box), reference_predict(pred, grey, box))
 
 
 def test_predict_matches_reference_bundled_model():
@@ -142,6 +155,23 @@ def test_predict_matches_reference_bundled_model():
     assert boxes_checked >= 3
 
 
+def test_closed_form_similarity_equals_umeyama():
+    rng = np.random.default_rng(7)
+    for k in range(200):
+        src = rng.normal(size=(int(rng.integers(2, 70)), 2))
+        if k % 3 == 0:  # a near-similarity with noise; otherwise any points, mirrored ones included
+            ang, sc = rng.uniform(-3, 3), rng.uniform(0.1, 5)
+            m = sc * np.array([[np.cos(ang), -np.sin(ang)], [np.sin(ang), np.cos(ang)]])
+            dst = src @ m.T + rng.normal(scale=0.05, size=src.shape) + rng.normal(size=2)
+        else:
+            dst = rng.normal(size=src.shape) * rng.uniform(0.1, 10)
+            if k % 3 == 1:
+                dst[:, 0] = -src[:, 0] + 0.1 * dst[:, 0]
+        m, t = lm.similarity_transform(src, dst)
+        np.testing.assert_allclose(m, umeyama(src, dst), rtol=1e-9, atol=1e-12)
+        np.testing.assert_allclose(t, dst.mean(0) - m @ src.mean(0), atol=1e-12)
+
+
 def test_predict_is_not_trivially_constant():
     # Guards the comparison above: different images give different landmarks.
     pred = random_predictor(seed=4)
@@ -150,23 +180,6 @@ def test_predict_is_not_trivially_constant():
     a = pred.predict(lm.grey_intensity(smooth_image(rng, 80, 80)), box)
     b = pred.predict(lm.grey_intensity(smooth_image(rng, 80, 80)), box)
     assert not np.array_equal(a, b)
-
-
-@pytest.mark.parametrize("channels", [3, 1])
-def test_bilinear_matches_reference(channels):
-    rng = np.random.default_rng(3)
-    for h, w in ((40, 50), (1, 9), (2, 2)):
-        img = smooth_image(rng, h, w, channels)
-        if channels == 1:
-            img = img[..., 0]
-        xs = rng.uniform(-3, w + 2, (17, 13))
-        ys = rng.uniform(-3, h + 2, (17, 13))
-        xs[0, :4] = [0, w - 2, w - 1, 1.5]  # exact grid points and the last valid column
-        ys[0, :4] = [0, h - 2, h - 1, 0.5]
-        got = lm._bilinear_truncate(img, xs, ys)
-        want = reference_bilinear(img, xs, ys)
-        assert got.shape == want.shape and got.dtype == np.uint8
-        np.testing.assert_array_equal(got, want)
 
 
 def test_extract_chip_matches_reference():
@@ -192,5 +205,8 @@ def test_extract_chip_matches_reference():
             a /= level
         ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
         want = reference_bilinear(src, a[0, 0] * xs + a[0, 1] * ys + a[0, 2], a[1, 0] * xs + a[1, 1] * ys + a[1, 2])
-        np.testing.assert_array_equal(chip, want)
+        diff = np.abs(chip.astype(int) - want.astype(int))
+        inside = want.reshape(-1, 3).any(1).reshape(size, size)  # dlib's 0 outside: the warp blends at the border
+        inside[1:-1, 1:-1] &= inside[:-2, 1:-1] & inside[2:, 1:-1] & inside[1:-1, :-2] & inside[1:-1, 2:]
+        assert diff[inside].max() <= 3 and diff[inside].mean() < 1.0, (diff[inside].max(), diff[inside].mean())
         assert chip.std() > 1  # not an all-black chip that would match trivially

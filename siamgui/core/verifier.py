@@ -47,6 +47,23 @@ def _guard() -> None:
 #: best-matching pair of faces (each face of A against each face of B).
 COMPARE_FACE_POLICIES = ("largest", "whole", "best")
 
+_pool = None
+_pool_lock = threading.Lock()
+
+
+def _prepare_all(prepare: Callable, images: list) -> list:
+    """``[prepare(image) for image in images]``, two images at a time on two threads: decoding
+    and detection release the GIL, so a compare's two images overlap (bench/README.md)."""
+    global _pool
+    if len(images) < 2 or (os.cpu_count() or 1) < 2:
+        return [prepare(image) for image in images]
+    with _pool_lock:
+        if _pool is None:
+            from concurrent.futures import ThreadPoolExecutor
+
+            _pool = ThreadPoolExecutor(2, thread_name_prefix="siamgui-prepare")
+    return list(_pool.map(prepare, images))
+
 
 @dataclass
 class Comparison:
@@ -331,7 +348,7 @@ class Verifier:
             if found[i] is None and (key is None or first.setdefault(key, i) == i):
                 new.append(i)
         if new:
-            prepared = [prepare(images[i]) for i in new]
+            prepared = _prepare_all(prepare, [images[i] for i in new])
             emb = self.embed_prepared([arr for inputs, _ in prepared for arr in inputs])
             start = 0
             for (inputs, report), i in zip(prepared, new):

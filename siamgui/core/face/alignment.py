@@ -163,9 +163,9 @@ def detect_faces_yunet(rgb: np.ndarray, cfg: dict, min_size_fraction: float = 0.
     lowers the score threshold. ``with_landmarks``: each item also carries YuNet's five
     points ((5, 2) array) as a third element.
     """
+    scale = yunet.working_scale(rgb.shape, 0.0 if relaxed else min_size_fraction)
     boxes, scores, points = yunet.detect(rgb, detector_model_path(cfg),
-                                         yunet.RELAXED_SCORE_THRESHOLD if relaxed else yunet.SCORE_THRESHOLD)
-    scale = face_mod.detection_scale(rgb.shape)
+                                         yunet.RELAXED_SCORE_THRESHOLD if relaxed else yunet.SCORE_THRESHOLD, scale)
     min_side = 0.0 if relaxed else max(20, int(min(rgb.shape[:2]) * scale * min_size_fraction)) / scale
     out = []
     for box, score, pts in zip(boxes, scores, points):

@@ -400,7 +400,7 @@ def face_model_meta(dnn: DnnFile, kwargs: dict, sha256: str, source_name: str, *
 def default_face_config() -> dict:
     """The ``face`` preprocessing of the bundled model (see :mod:`siamgui.core.face.alignment`)."""
     return {"detector": "yunet", "align": "dlib5", "landmarks": "shape_predictor_5.safetensors",
-            "padding": 0.25, "refine": 1, "margin": 0.15}
+            "padding": 0.25, "refine": 0, "margin": 0.15}
 
 
 def import_face_model(dat: str | Path, out: str | Path, *, threshold: float | None = None,

@@ -5,11 +5,11 @@ The predictor (Kazemi & Sullivan's cascade of regression trees, dlib
 ``siamgui import-dlib shape_predictor_5_face_landmarks.dat`` writes. Each of
 its 15 stages samples 800 grey pixels placed relative to the current shape,
 walks 500 depth-4 trees on pixel differences and adds their leaf vectors to
-the shape. All trees of a stage are walked together with array indexing.
+the shape. All trees of a stage are evaluated together with array indexing.
 
 Also here: the face-chip geometry of dlib's ``get_face_chip_details`` and
-``extract_image_chip`` (bilinear, values truncated, 0 outside the image), so
-the network sees the chips it was trained on.
+``extract_image_chip`` (bilinear, 0 outside the image; OpenCV samples it, rounding
+where dlib truncates), so the network sees the chips it was trained on.
 """
 
 from __future__ import annotations
@@ -72,25 +72,26 @@ class ShapePredictor:
 
 
 def similarity_transform(src: np.ndarray, dst: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Least-squares similarity ``dst ~ M @ src + t`` (Umeyama, as dlib's find_similarity_transform)."""
+    """Least-squares similarity ``dst ~ M @ src + t`` without reflection, as dlib's
+    find_similarity_transform (Umeyama). In 2-D its SVD has a closed form: with the centred
+    points as complex numbers, ``M`` is the rotation-scale ``z = sum(conj(s) * d) / sum(|s|^2)``
+    (tests/test_landmarks_exact.py checks it against the SVD); far cheaper per call."""
     src = np.asarray(src, np.float64)
     dst = np.asarray(dst, np.float64)
     mf, mt = src.mean(0), dst.mean(0)
     ds, dd = src - mf, dst - mt
-    sigma_from = (ds ** 2).sum(1).mean()
-    cov = dd.T @ ds / len(src)
-    u, d, vt = np.linalg.svd(cov)
-    s = np.eye(2)
-    det = np.linalg.det(cov)
-    if det < 0 or (det == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
-        if d[1] < d[0]:
-            s[1, 1] = -1
-        else:
-            s[0, 0] = -1
-    r = u @ s @ vt
-    c = (d * np.diag(s)).sum() / sigma_from if sigma_from != 0 else 1.0
-    m = c * r
+    m = _rotation_scale(ds, (ds ** 2).sum(1).mean(), dd)
     return m, mt - m @ mf
+
+
+def _rotation_scale(ds: np.ndarray, sigma_from: float, dd: np.ndarray) -> np.ndarray:
+    """The 2x2 ``c * R`` taking centred points ``ds`` (mean squared norm ``sigma_from``) nearest to ``dd``."""
+    if sigma_from == 0:
+        return np.eye(2)
+    n = len(ds)
+    a = float((ds[:, 0] @ dd[:, 0] + ds[:, 1] @ dd[:, 1]) / n / sigma_from)
+    b = float((ds[:, 0] @ dd[:, 1] - ds[:, 1] @ dd[:, 0]) / n / sigma_from)
+    return np.array([[a, -b], [b, a]])
 
 
 def grey_intensity(rgb: np.ndarray) -> np.ndarray:
@@ -129,9 +130,13 @@ class LandmarkPredictor:
                 np.ascontiguousarray(idx[..., 1].ravel()),
                 np.ascontiguousarray(sp.split_thresh[s].ravel()),
                 np.arange(n_trees, dtype=np.intp) * n_splits,
-                np.arange(n_trees, dtype=np.intp) * leaves.shape[1] - n_splits,
+                np.arange(n_trees, dtype=np.intp) * leaves.shape[1],
                 np.ascontiguousarray(leaves.reshape(-1, leaves.shape[2])),
             ))
+        # A tree's leaf is a function of its splits' outcomes: with depth <= 4 (dlib's default)
+        # all 2^15 outcomes fit a table, one lookup per tree instead of a walk of `depth` steps.
+        self._leaf_table = _leaf_table(self._depth) if 0 < self._depth <= 4 else None
+        self._split_bits = (1 << np.arange(2 ** self._depth - 1)).astype(np.intp)
 
     @classmethod
     def load(cls, path: str | Path) -> "LandmarkPredictor":
@@ -163,51 +168,54 @@ class LandmarkPredictor:
         scale = np.array([sx, sy])
         offset = np.array([left, top])
         shape = self._init.copy()
-        flat = grey.ravel()
-        depth = self._depth
+        # A zero border: a pixel position outside the image reads 0 once clipped onto it.
+        padded = np.zeros((h + 2, w + 2), np.float32)
+        padded[1:-1, 1:-1] = grey
+        flat = padded.ravel()
+        lo, hi = np.array([-1, -1]), np.array([w, h])
+        stride = np.array([1, w + 2])
         for anchor, deltas, i0, i1, thresh, split_base, leaf_base, leaves in self._stages:
             m = self._shape_transform(shape).astype(np.float32)
             pts = deltas @ m.T + shape[anchor]  # float32, normalised space
             # Pixel positions: floor(left + sx * x + 0.5) and floor(top + sy * y + 0.5) in double.
             p = np.floor(pts.astype(np.float64) * scale + offset + 0.5).astype(np.intp)
-            px, py = p[:, 0], p[:, 1]
-            inside = (px >= 0) & (px < w) & (py >= 0) & (py < h)
-            feats = np.zeros(len(px), np.float32)
-            feats[inside] = flat[py[inside] * w + px[inside]]
+            feats = flat[np.minimum(np.maximum(p, lo), hi) @ stride + (w + 3)]  # ufuncs: np.clip's wrapper is slower
             # Every split of every tree at once (cheaper than gathering level by level).
             go_left = (feats[i0] - feats[i1]) > thresh
-            node = np.zeros(len(split_base), np.intp)
-            for _ in range(depth):
-                node = 2 * node + 2 - go_left[split_base + node]
-            delta = leaves[leaf_base + node].sum(0, dtype=np.float32)
+            delta = leaves[leaf_base + self._leaves_reached(go_left, split_base)].sum(0, dtype=np.float32)
             shape = shape + delta.reshape(-1, 2)
         out = np.empty_like(shape, dtype=np.float64)
         out[:, 0] = left + sx * shape[:, 0]
         out[:, 1] = top + sy * shape[:, 1]
         return out
 
+    def _leaves_reached(self, go_left: np.ndarray, split_base: np.ndarray) -> np.ndarray:
+        """Each tree's leaf (0 .. 2^depth - 1) from all its splits' outcomes (tree-major)."""
+        if self._leaf_table is not None:
+            return self._leaf_table[go_left.reshape(len(split_base), -1) @ self._split_bits]
+        node = np.zeros(len(split_base), np.intp)
+        for _ in range(self._depth):
+            node = 2 * node + 2 - go_left[split_base + node]
+        return node - (2 ** self._depth - 1)
+
     def _shape_transform(self, dst: np.ndarray) -> np.ndarray:
         """``similarity_transform(self._init, dst)[0]`` with the mean shape's terms precomputed."""
         dst = dst.astype(np.float64)
-        ds = self._init_centred
-        dd = dst - dst.mean(0)
-        cov = dd.T @ ds / len(ds)
-        u, d, vt = np.linalg.svd(cov)
-        s0 = s1 = 1.0
-        det = np.linalg.det(cov)
-        if det < 0 or (det == 0 and np.linalg.det(u) * np.linalg.det(vt) < 0):
-            if d[1] < d[0]:
-                s1 = -1.0
-            else:
-                s0 = -1.0
-        r = u @ np.array([[s0, 0.0], [0.0, s1]]) @ vt
-        sigma_from = self._init_spread
-        c = (d[0] * s0 + d[1] * s1) / sigma_from if sigma_from != 0 else 1.0
-        return c * r
+        return _rotation_scale(self._init_centred, self._init_spread, dst - dst.mean(0))
 
     def box_from_landmarks(self, pts: np.ndarray) -> tuple[float, float, float, float]:
         """The square box for which this predictor's mean shape best fits ``pts`` (least squares)."""
         return fit_box(pts, self._init)
+
+
+def _leaf_table(depth: int) -> np.ndarray:
+    """The leaf reached for each pattern of split outcomes (bit k: split k goes left)."""
+    n_splits = 2 ** depth - 1
+    codes = np.arange(2 ** n_splits, dtype=np.intp)
+    node = np.zeros_like(codes)
+    for _ in range(depth):
+        node = 2 * node + 2 - ((codes >> node) & 1)
+    return node - n_splits
 
 
 def fit_box(pts: np.ndarray, template: np.ndarray) -> tuple[float, float, float, float]:
@@ -268,69 +276,27 @@ def chip_transform(landmarks: np.ndarray, size: int = 150, padding: float = 0.25
     return a
 
 
-def _bilinear_truncate(img: np.ndarray, xs: np.ndarray, ys: np.ndarray) -> np.ndarray:
-    """dlib's interpolate_bilinear for uint8 RGB: double maths, truncation, 0 outside."""
-    h, w = img.shape[:2]
-    if h < 2 or w < 2:  # a one-pixel-wide image: repeat its edge so every 2x2 neighbourhood exists
-        img = np.pad(img, ((0, max(0, 2 - h)), (0, max(0, 2 - w))) + ((0, 0),) * (img.ndim - 2), mode="edge")
-        h, w = img.shape[:2]
-    c = img.shape[2] if img.ndim == 3 else 1
-    x0 = np.floor(xs).ravel()
-    y0 = np.floor(ys).ravel()
-    fx = xs.ravel() - x0
-    fy = ys.ravel() - y0
-    x0 = x0.astype(np.intp)
-    y0 = y0.astype(np.intp)
-    ok = (x0 >= 0) & (y0 >= 0) & (x0 + 1 < w) & (y0 + 1 < h)
-    i00 = np.clip(y0, 0, h - 2) * w + np.clip(x0, 0, w - 2)
-    # Channel planes (C, H*W): gathering along the last axis and weighting by (N,)
-    # vectors is faster than row gathers and (N, 1) x (N, C) broadcasts.
-    # Element by element the arithmetic is the same double expression as dlib's.
-    planes = np.ascontiguousarray(img.reshape(h * w, c).T)
-    gx = 1 - fx
-    v = np.take(planes, i00, axis=1).astype(np.float64)
-    v *= gx
-    v += fx * np.take(planes, i00 + 1, axis=1)  # (1-fx)*tl + fx*tr
-    v *= 1 - fy
-    lower = np.take(planes, i00 + w, axis=1).astype(np.float64)
-    lower *= gx
-    lower += fx * np.take(planes, i00 + w + 1, axis=1)  # (1-fx)*bl + fx*br
-    lower *= fy
-    v += lower
-    out = v.astype(np.uint8)  # values lie in [0, 255]; astype truncates like static_cast
-    out[:, ~ok] = 0
-    return np.ascontiguousarray(out.T).reshape(xs.shape + (c,)) if img.ndim == 3 else out.reshape(xs.shape)
-
-
-_grids: dict[int, tuple[np.ndarray, np.ndarray]] = {}
-
-
-def _grid(size: int) -> tuple[np.ndarray, np.ndarray]:
-    if size not in _grids:
-        ys, xs = np.mgrid[0:size, 0:size].astype(np.float64)
-        _grids[size] = (ys, xs)
-    return _grids[size]
-
-
 def extract_chip(rgb: np.ndarray, affine: np.ndarray, size: int = 150) -> np.ndarray:
     """Sample a (size, size, 3) uint8 chip from ``rgb`` through ``affine`` (chip -> image).
 
     When the chip is much smaller than its source region (over 2x), the source is
     first halved (Gaussian pyramid) as dlib does, so bilinear sampling does not alias.
+    OpenCV's bilinear warp rounds where dlib's truncates (at most a few grey levels apart,
+    tests/test_landmarks_exact.py) and takes a sixth of the time of the same sampling in numpy.
     """
+    from siamgui.core.face.detect import _import_cv2  # the one locked first import (threads race otherwise)
+
+    cv2 = _import_cv2()
     a = np.asarray(affine, np.float64).copy()
     img = rgb
     span = math.hypot(a[0, 0], a[1, 0]) * (size - 1) + 1  # source width of the chip
     level_scale = 1.0
-    if span / 2.0 > size:
-        from siamgui.core.face.detect import _import_cv2  # the one locked first import (threads race otherwise)
-
-        cv2 = _import_cv2()
-        while span / (2.0 * level_scale) > size and min(img.shape[:2]) > 4:
-            img = cv2.pyrDown(img)
-            level_scale *= 2.0
-        a /= level_scale
-    ys, xs = _grid(size)
-    sx = a[0, 0] * xs + a[0, 1] * ys + a[0, 2]
-    sy = a[1, 0] * xs + a[1, 1] * ys + a[1, 2]
-    return _bilinear_truncate(np.ascontiguousarray(img), sx, sy)
+    while span / (2.0 * level_scale) > size and min(img.shape[:2]) > 4:
+        img = cv2.pyrDown(img)
+        level_scale *= 2.0
+    a /= level_scale
+    if min(img.shape[:2]) < 2:  # a one-pixel-wide image: repeat its edge so every 2x2 neighbourhood exists
+        img = cv2.copyMakeBorder(img, 0, max(0, 2 - img.shape[0]), 0, max(0, 2 - img.shape[1]),
+                                 cv2.BORDER_REPLICATE)
+    return cv2.warpAffine(np.ascontiguousarray(img), a, (size, size), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)

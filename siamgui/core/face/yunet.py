@@ -7,7 +7,8 @@ is a box, a score and five landmarks (the eyes, the nose tip, the mouth corners)
 ``cv2.FaceDetectorYN`` keeps per-call state (its input size, its network's buffers), so
 each thread gets its own detector object (:func:`get_detector`); the input size is set
 for every image. Like the other detectors, a large image is searched on a copy
-reduced by :func:`siamgui.core.face.detect.reduced_for_detection`.
+reduced by :func:`siamgui.core.face.detect.reduced_for_detection`; a search that drops
+small faces anyway runs on a smaller copy still (:func:`working_scale`).
 """
 
 from __future__ import annotations
@@ -27,6 +28,10 @@ SCORE_THRESHOLD = 0.6
 RELAXED_SCORE_THRESHOLD = 0.3
 NMS_THRESHOLD = 0.3
 TOP_K = 5000
+#: A search that keeps faces down to a fraction of the shorter side runs on a copy where that
+#: smallest face is this many pixels: YuNet still finds faces of that size, and its time grows
+#: with the area it searches (bench/README.md, "Face detectors").
+MIN_FACE_PX = 20
 
 
 _local = threading.local()
@@ -62,13 +67,24 @@ def get_detector(path: str | Path):
     return det
 
 
-def detect(rgb: np.ndarray, path: str | Path, score_threshold: float = SCORE_THRESHOLD
-           ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+def working_scale(shape, min_size_fraction: float = 0.0) -> float:
+    """The factor an image of ``shape`` is searched at: :data:`DETECT_MAX_SIDE` on the longer
+    side at most, and, when faces under ``min_size_fraction`` of the shorter side are dropped
+    anyway, small enough that the smallest kept face is :data:`MIN_FACE_PX` pixels."""
+    scale = face_mod.detection_scale(shape)
+    if min_size_fraction > 0:
+        scale = min(scale, MIN_FACE_PX / (min(shape[0], shape[1]) * min_size_fraction))
+    return min(1.0, scale)
+
+
+def detect(rgb: np.ndarray, path: str | Path, score_threshold: float = SCORE_THRESHOLD,
+           scale: float | None = None) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """YuNet's faces in an RGB (or grey) uint8 image with scores at least ``score_threshold``:
     boxes (N, 4) as x, y, w, h, scores (N,) and points (N, 5, 2) (the eyes, the nose tip, the
-    mouth corners; as MTCNN's, the left one in the image first), float32, in the image's pixels."""
+    mouth corners; as MTCNN's, the left one in the image first), float32, in the image's pixels.
+    ``scale``: search a copy shrunk by this factor (default: :data:`DETECT_MAX_SIDE` at most)."""
     cv2 = face_mod._import_cv2()
-    small, scale = face_mod.reduced_for_detection(rgb)
+    small, scale = face_mod.reduced_for_detection(rgb, scale)
     if small.ndim == 2:
         bgr = cv2.cvtColor(small, cv2.COLOR_GRAY2BGR)
     else:
