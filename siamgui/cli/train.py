@@ -41,6 +41,9 @@ def add_parser(sub, shared) -> None:
     t.add_argument("--freeze", type=fraction, default=0.0,
                    help="fine-tuning: fraction of the encoder (input side) to keep frozen")
     t.add_argument("--patience", type=positive_int, help="early stop after N epochs without EER gain")
+    t.add_argument("--hard-classes", type=fraction,
+                   help="triplet loss: share of each batch's classes chosen as look-alikes of the others "
+                        "(class-level hard mining; default: the preset's)")
     t.add_argument("--max-minutes", type=finite_float,
                    help="wall-clock budget of the training loop (default without --epochs: 5); training stops "
                         "after the batch that spends it, then calibrates and saves; the learning rate follows it")
@@ -71,7 +74,7 @@ def run(args) -> int:
         epochs=args.epochs, batch_size=args.batch_size, lr=args.lr, image_size=args.image_size,
         embedding_dim=args.embedding_dim, val_split=args.val_split, seed=args.seed, device=args.device,
         pairs_per_epoch=args.pairs_per_epoch, init=args.init, freeze_fraction=args.freeze,
-        patience=args.patience, distance=args.distance,
+        patience=args.patience, distance=args.distance, hard_classes=args.hard_classes,
         time_budget_s=args.max_minutes * 60.0 if args.max_minutes else None, channels_last=args.channels_last,
     )
     try:

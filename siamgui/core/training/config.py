@@ -71,6 +71,9 @@ class TrainConfig:
     #: rate follows the larger of step and time progress, and training stops (after
     #: validating) when the budget is spent.
     time_budget_s: float | None = None
+    #: Share of a P x K batch's classes chosen as look-alikes (nearest running centroids) of the
+    #: others: class-level hard mining (triplet loss); None = the preset's (0 = random classes).
+    hard_classes: float | None = None
     #: Channels-last memory format for the CPU training step (faster, but opt-in: see fit.py).
     channels_last: bool = False
     #: At least this many optimisation steps (epochs are lengthened to reach it); set by
@@ -112,7 +115,7 @@ class TrainConfig:
         if c.arch is not None and c.arch != d["arch"]:
             d["arch_kwargs"] = {}  # the preset's kwargs belong to the preset's architecture
         for key in ("arch", "arch_kwargs", "image_size", "embedding_dim", "margin", "epochs", "batch_size", "lr",
-                    "patience"):
+                    "patience", "hard_classes"):
             if getattr(c, key) is None and key in d:
                 setattr(c, key, copy.deepcopy(d[key]))
         if c.arch_kwargs is None:
@@ -138,6 +141,8 @@ class TrainConfig:
             raise SiamguiError("The margin must be positive.")
         if self.time_budget_s is not None and not (self.time_budget_s > 0 and math.isfinite(self.time_budget_s)):
             raise SiamguiError("The time budget must be a positive number of minutes.")
+        if self.hard_classes is not None and not (0.0 <= self.hard_classes <= 0.9):
+            raise SiamguiError("The share of look-alike classes per batch must be between 0 and 0.9.")
         if not (0.0 <= self.freeze_fraction < 1.0):
             raise SiamguiError("The frozen fraction must be in [0, 1).")
         if self.schedule not in ("cosine", "step"):

@@ -76,7 +76,7 @@ class Fit:
         network.to(memory_format=self.mem_format)
         self.global_batch = int(cfg.batch_size) * (dist.world_size if dist else 1)
         self.sampler = objective.sampler(data.train_labels, self.global_batch, np.random.default_rng(cfg.seed),
-                                         data.train_forgery_of)
+                                         data.train_forgery_of, cfg.hard_classes or 0.0)
         va, vb, v_dis = fixed_pairs(data.val_labels, cfg.val_pairs, cfg.seed + 1, data.val_forgery_of)
         self.val_pairs, self.val_same = (va, vb), v_dis == 0
         aug_seed = cfg.seed + (AUGMENT_SEED_STRIDE * dist.rank if dist else 0)
@@ -203,6 +203,7 @@ class Fit:
             if self.dist is not None:
                 emb = self.dist.gather(emb, layout)
             loss = self.objective.loss(emb, labels)
+        self.sampler.observe(self.data.train_labels[idx], emb)  # the global batch: every rank's sampler agrees
         self.opt.zero_grad(set_to_none=True)
         (loss * self.dist.grad_scale if self.dist is not None else loss).backward()
         self.opt.step()

@@ -14,7 +14,7 @@ import torch
 
 from siamgui.core.distances import Distance
 from siamgui.core.losses import ContrastiveLoss, TripletLoss
-from siamgui.core.training.sampling import PairSampler, TripletSampler
+from siamgui.core.training.sampling import ClassCentroids, PairSampler, TripletSampler
 
 
 class BatchSampler:
@@ -27,6 +27,9 @@ class BatchSampler:
     def sample(self) -> tuple[np.ndarray, ...]:
         raise NotImplementedError
 
+    def observe(self, labels: np.ndarray, embeddings: torch.Tensor) -> None:
+        """The last batch's labels and (detached) embeddings, for samplers that mine from them."""
+
 
 class Objective:
     name = "base"
@@ -38,9 +41,11 @@ class Objective:
         self.distance = distance
 
     def sampler(self, labels: np.ndarray, batch_size: int, seed: int | np.random.Generator,
-                forgery_of: np.ndarray | None = None) -> BatchSampler:
+                forgery_of: np.ndarray | None = None, hard_classes: float = 0.0) -> BatchSampler:
         """A seeded sampler of the batches this loss wants, over the training ``labels``
-        (``forgery_of``: the class each skilled forgery forges, -1 for genuine images)."""
+        (``forgery_of``: the class each skilled forgery forges, -1 for genuine images;
+        ``hard_classes``: the share of a batch's classes chosen as look-alikes of the others,
+        where the loss's batches have classes to choose)."""
         raise NotImplementedError
 
     def loss(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -72,7 +77,7 @@ class ContrastiveObjective(Objective):
         super().__init__(margin, distance)
         self._loss = ContrastiveLoss(margin, distance)
 
-    def sampler(self, labels, batch_size, seed, forgery_of=None):
+    def sampler(self, labels, batch_size, seed, forgery_of=None, hard_classes=0.0):
         return _PairBatches(labels, batch_size, seed, forgery_of)
 
     def loss(self, embeddings, labels):
@@ -88,13 +93,20 @@ class ContrastiveObjective(Objective):
 
 
 class _PKBatches(BatchSampler):
-    def __init__(self, labels: np.ndarray, batch_size: int, seed, forgery_of=None):
+    def __init__(self, labels: np.ndarray, batch_size: int, seed, forgery_of=None, hard_classes: float = 0.0):
         self.triplets = TripletSampler(labels, seed, forgery_of)
         self.batch_size = int(batch_size)
+        self.hard_classes = float(hard_classes)
+        self.centroids = ClassCentroids(len(self.triplets.pairs.by_class)) if self.hard_classes > 0 else None
 
     def sample(self):
         # twice the images of a pair batch: about as many images per step as contrastive
-        return (self.triplets.pk_batch(2 * self.batch_size),)
+        return (self.triplets.pk_batch(2 * self.batch_size, centroids=self.centroids,
+                                       hard_fraction=self.hard_classes),)
+
+    def observe(self, labels, embeddings):
+        if self.centroids is not None:
+            self.centroids.update(labels, embeddings.detach().float().cpu().numpy())
 
 
 class TripletObjective(Objective):
@@ -107,8 +119,8 @@ class TripletObjective(Objective):
         super().__init__(margin, distance)
         self._loss = TripletLoss(margin, distance)
 
-    def sampler(self, labels, batch_size, seed, forgery_of=None):
-        return _PKBatches(labels, batch_size, seed, forgery_of)
+    def sampler(self, labels, batch_size, seed, forgery_of=None, hard_classes=0.0):
+        return _PKBatches(labels, batch_size, seed, forgery_of, hard_classes)
 
     def loss(self, embeddings, labels):
         return self._loss.batch_hard(embeddings, labels)

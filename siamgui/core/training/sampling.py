@@ -90,13 +90,21 @@ class TripletSampler:
             neg[i] = self.rng.choice(p.by_class[self.rng.choice(others)])
         return anchor, pos, neg
 
-    def pk_batch(self, n_images: int, k: int = 4) -> np.ndarray:
+    def pk_batch(self, n_images: int, k: int = 4, centroids: "ClassCentroids | None" = None,
+                 hard_fraction: float = 0.0) -> np.ndarray:
         """About ``n_images`` indices: P classes (2+ images) x up to K images each, then up to K
         skilled forgeries of each chosen class (labels of their own: negatives, never positives),
-        then single-image classes as extra negatives when classes run short."""
+        then single-image classes as extra negatives when classes run short.
+
+        With ``centroids`` and ``hard_fraction`` > 0, that share of the P classes are look-alikes:
+        each is one of the nearest classes (by running centroid) of a class already chosen, so the
+        batch holds the negatives the encoder confuses (class-level hard mining)."""
         p = self.pairs
         n_classes = max(2, min(len(p.multi), n_images // k))
-        chosen = self.rng.choice(p.multi, size=n_classes, replace=False)
+        n_hard = int(round(n_classes * hard_fraction)) if centroids is not None else 0
+        chosen = self.rng.choice(p.multi, size=n_classes - n_hard, replace=False)
+        if n_hard:
+            chosen = centroids.add_neighbours(chosen, p.multi, n_hard, self.rng)
         out = []
         for c in chosen:
             members = p.by_class[c]
@@ -113,6 +121,51 @@ class TripletSampler:
             if len(pool):
                 idx = np.r_[idx, self.rng.choice(pool, size=min(short, len(pool)), replace=False)]
         return idx
+
+
+class ClassCentroids:
+    """Running mean embedding of each class, from the training batches' own embeddings (no extra
+    forward pass), for class-level hard mining: classes whose centroids are near look alike to
+    the encoder now (the same name by another writer, a look-alike face)."""
+
+    #: Weight of a class's previous centroid when a batch brings new embeddings of it.
+    MOMENTUM = 0.5
+    #: A look-alike is drawn among this many nearest classes (not always the nearest: variety).
+    NEAREST = 3
+
+    def __init__(self, n_classes: int):
+        self.n_classes = int(n_classes)
+        self.means: np.ndarray | None = None
+        self.seen = np.zeros(self.n_classes, bool)
+
+    def update(self, labels: np.ndarray, embeddings: np.ndarray) -> None:
+        labels = np.asarray(labels)
+        emb = np.asarray(embeddings, np.float32)
+        if self.means is None:
+            self.means = np.zeros((self.n_classes, emb.shape[1]), np.float32)
+        for c in np.unique(labels[labels < self.n_classes]):
+            m = emb[labels == c].mean(0)
+            self.means[c] = self.MOMENTUM * self.means[c] + (1 - self.MOMENTUM) * m if self.seen[c] else m
+            self.seen[c] = True
+
+    def add_neighbours(self, chosen: np.ndarray, candidates: np.ndarray, n: int,
+                       rng: np.random.Generator) -> np.ndarray:
+        """``chosen`` plus ``n`` classes of ``candidates``, each among the nearest seen classes of a
+        class already chosen; random ones when too few classes have been seen yet."""
+        out = [int(c) for c in chosen]
+        pool = np.array([c for c in candidates if self.seen[c]], np.int64)
+        anchors = [c for c in out if self.seen[c]]
+        rng.shuffle(anchors)  # each look-alike for another of the random classes, in turn
+        for i in range(n):
+            free = pool[~np.isin(pool, out)]
+            if len(free) == 0 or not anchors:
+                out.append(int(rng.choice(np.setdiff1d(candidates, out))))
+                continue
+            a = anchors[i % len(anchors)]
+            d = ((self.means[free] - self.means[a]) ** 2).sum(1)
+            near = free[np.argsort(d)[:self.NEAREST]]
+            out.append(int(rng.choice(near)))
+        return np.array(out, np.int64)
 
 
 def fixed_pairs(labels: np.ndarray, n: int, seed: int, forgery_of: np.ndarray | None = None
