@@ -55,3 +55,24 @@ def test_concurrent_callers_get_their_own_results(tmp_path):
         t.join(60)
     assert not errors
     assert [got[k] for k in range(len(pairs))] == pytest.approx(want, abs=1e-5)
+
+
+def test_two_images_prepared_on_two_threads_give_what_one_thread_gives(tmp_path):
+    if not has_bundled_model():
+        pytest.skip("no bundled face model in this checkout")
+    a, b, c = face_images(tmp_path)
+    parallel = Verifier(device="cpu", cache_size=0)
+    serial = Verifier(parallel.loaded, device="cpu", cache_size=0)
+    serial._parallel_prepare = False
+    assert parallel._parallel_prepare  # YuNet: prepared in parallel
+    for x, y in ((a, b), (b, c), (c, a)):
+        p, s = parallel.compare(x, y), serial.compare(x, y)
+        assert p.distance == s.distance and p.same == s.same  # order kept: A stays A
+        assert [f.landmarks for f in p.faces] == [f.landmarks for f in s.faces]
+    broken = tmp_path / "broken.jpg"
+    broken.write_bytes(b"\xff\xd8 not a jpeg")
+    from siamgui.core.errors import ImageError
+
+    for v in (parallel, serial):  # a bad image raises the same error either way
+        with pytest.raises(ImageError):
+            v.compare(a, broken)

@@ -51,11 +51,12 @@ _pool = None
 _pool_lock = threading.Lock()
 
 
-def _prepare_all(prepare: Callable, images: list) -> list:
-    """``[prepare(image) for image in images]``, two images at a time on two threads: decoding
-    and detection release the GIL, so a compare's two images overlap (bench/README.md)."""
+def _prepare_all(prepare: Callable, images: list, parallel: bool = True) -> list:
+    """``[prepare(image) for image in images]``, two images at a time on two threads when
+    ``parallel``: decoding and YuNet release the GIL, so a compare's two images overlap
+    (bench/README.md, "Tried and not kept": with MTCNN's torch threads it was slower)."""
     global _pool
-    if len(images) < 2 or (os.cpu_count() or 1) < 2:
+    if not parallel or len(images) < 2 or (os.cpu_count() or 1) < 2:
         return [prepare(image) for image in images]
     with _pool_lock:
         if _pool is None:
@@ -244,6 +245,8 @@ class Verifier:
         #: embedding is the mean of the image's and its mirror image's.
         self.flip_average = bool((self.loaded.meta.get("embedding") or {}).get("flip_average", False))
         self.cache = EmbeddingCache(cache_size)
+        #: Two images are prepared on two threads, unless a torch face detector (MTCNN) would compete for the cores.
+        self._parallel_prepare = str((self.loaded.spec.face or {}).get("detector", "")) != "mtcnn"
         #: The model's preprocessing after the face step, for faces cut by :mod:`siamgui.core.face.multi`.
         self._chip_preprocessor = Preprocessor(dataclasses.replace(self.loaded.spec, face=None))
 
@@ -348,7 +351,7 @@ class Verifier:
             if found[i] is None and (key is None or first.setdefault(key, i) == i):
                 new.append(i)
         if new:
-            prepared = _prepare_all(prepare, [images[i] for i in new])
+            prepared = _prepare_all(prepare, [images[i] for i in new], self._parallel_prepare)
             emb = self.embed_prepared([arr for inputs, _ in prepared for arr in inputs])
             start = 0
             for (inputs, report), i in zip(prepared, new):
