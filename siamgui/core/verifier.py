@@ -47,23 +47,32 @@ def _guard() -> None:
 #: best-matching pair of faces (each face of A against each face of B).
 COMPARE_FACE_POLICIES = ("largest", "whole", "best")
 
-_pool = None
-_pool_lock = threading.Lock()
-
 
 def _prepare_all(prepare: Callable, images: list, parallel: bool = True) -> list:
-    """``[prepare(image) for image in images]``, two images at a time on two threads when
-    ``parallel``: decoding and YuNet release the GIL, so a compare's two images overlap
-    (bench/README.md, "Tried and not kept": with MTCNN's torch threads it was slower)."""
-    global _pool
+    """``[prepare(image) for image in images]``, on two threads when ``parallel`` (the caller's
+    and a short-lived one, so no thread outlives the call): decoding and YuNet release the GIL,
+    so a compare's two images overlap (bench/README.md, "Tried and not kept": with MTCNN's
+    torch threads it was slower)."""
     if not parallel or len(images) < 2 or (os.cpu_count() or 1) < 2:
         return [prepare(image) for image in images]
-    with _pool_lock:
-        if _pool is None:
-            from concurrent.futures import ThreadPoolExecutor
+    out: list = [None] * len(images)
+    failures: dict[int, BaseException] = {}
 
-            _pool = ThreadPoolExecutor(2, thread_name_prefix="siamgui-prepare")
-    return list(_pool.map(prepare, images))
+    def run(indices):
+        for i in indices:
+            try:
+                out[i] = prepare(images[i])
+            except BaseException as exc:  # noqa: BLE001 - re-raised in the caller's thread
+                failures[i] = exc
+                return
+
+    helper = threading.Thread(target=run, args=(range(0, len(images), 2),), name="siamgui-prepare", daemon=True)
+    helper.start()
+    run(range(1, len(images), 2))
+    helper.join()
+    if failures:  # the first image's error, as one thread would have raised it
+        raise failures[min(failures)]
+    return out
 
 
 @dataclass
