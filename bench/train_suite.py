@@ -198,7 +198,9 @@ def run_siamgui(train_dir: Path, out: Path, budget_minutes: float | None, option
     wall = time.perf_counter() - t0
     tr = result.meta["training"]
     return {"wall_s": round(wall, 1), "epochs_run": tr["epochs_run"], "best_epoch": tr["best_epoch"],
-            "pairs_seen": tr["timing"].get("pairs"), "preset": tr["config"]["preset"], "init": tr["init"]}
+            "pairs_seen": tr["timing"].get("pairs"), "preset": tr["config"]["preset"], "init": tr["init"],
+            "timing": tr["timing"], "train_classes": tr["data"]["train_classes"], "val_classes": tr["data"]["val_classes"],
+            "val_eer_history": [round(h["val_eer"], 4) for h in tr["history"]]}
 
 
 # -- the plain baseline --------------------------------------------------------------------
@@ -298,17 +300,36 @@ def score_plain(out: Path, pairs: list[tuple[str, str, bool]]) -> dict:
 
 # -- the suite -----------------------------------------------------------------------------
 def run_one(name: str, prepare: Callable[[Path], Prepared], budget_minutes: float | None, work: Path,
-            baseline_epochs: int = 50) -> list[dict]:
+            baseline_epochs: int = 50, overrides: dict | None = None, baseline: bool = True) -> list[dict]:
     data = prepare(work)
-    ours = run_siamgui(data.train_dir, work / "siamgui.safetensors", budget_minutes, data.siamgui_options)
-    base = run_baseline(data.train_dir, work / "plain", ours["wall_s"], epochs=baseline_epochs)
+    ours = run_siamgui(data.train_dir, work / "siamgui.safetensors", budget_minutes,
+                       {**data.siamgui_options, **(overrides or {})})
+    base = run_baseline(data.train_dir, work / "plain", ours["wall_s"], epochs=baseline_epochs) if baseline else {}
     rows = []
     for test_name, pairs in data.tests.items():
-        s, b = score(work / "siamgui.safetensors", pairs), score_plain(work / "plain", pairs)
+        s = score(work / "siamgui.safetensors", pairs)
+        b = score_plain(work / "plain", pairs) if baseline else {"auc": math.nan, "eer": math.nan,
+                                                                 "accuracy": math.nan}
         rows.append({"dataset": name if len(data.tests) == 1 else f"{name}/{test_name}", "note": data.note,
                      "budget_s": ours["wall_s"], "siamgui": {**s, **ours}, "baseline": {**b, **base},
-                     "wins": bool(s["auc"] > b["auc"] and s["eer"] <= b["eer"])})
+                     "overrides": overrides or {},
+                     "wins": bool(baseline and s["auc"] > b["auc"] and s["eer"] <= b["eer"])})
     return rows
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """``KEY=VALUE`` for a TrainConfig field (VALUE as JSON when it parses, else a string)."""
+    from dataclasses import fields as dc_fields
+
+    from siamgui.core.training import TrainConfig
+
+    key, sep, value = text.partition("=")
+    if not sep or key not in {f.name for f in dc_fields(TrainConfig)}:
+        raise argparse.ArgumentTypeError(f"expected KEY=VALUE with a TrainConfig field as KEY, got {text!r}")
+    try:
+        return key, json.loads(value)
+    except json.JSONDecodeError:
+        return key, value
 
 
 def table(rows: list[dict]) -> str:
@@ -333,6 +354,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--only", help=f"comma-separated subset of: {', '.join(sets)}")
     p.add_argument("--baseline-epochs", type=int, default=50, help="the baseline's fixed epochs (default 50)")
     p.add_argument("--json", default=str(RESULTS / "train_suite.json"), help="where to write the JSON results")
+    p.add_argument("--set", dest="overrides", action="append", type=parse_override, default=[], metavar="KEY=VALUE",
+                   help="ablations: a TrainConfig option for siamgui (JSON value), e.g. --set augment=false; "
+                        "repeatable. The figures of the defaults are runs without it")
+    p.add_argument("--no-baseline", action="store_true", help="ablations: train and score siamgui only")
     args = p.parse_args(argv)
     names = [n.strip() for n in args.only.split(",")] if args.only else list(sets)
     unknown = [n for n in names if n not in sets]
@@ -344,7 +369,8 @@ def main(argv: list[str] | None = None) -> int:
         print(f"[{name}] ...", file=sys.stderr, flush=True)
         with tempfile.TemporaryDirectory(prefix=f"siamgui-suite-{name}-") as tmp:
             try:
-                rows.extend(run_one(name, sets[name], args.budget_minutes, Path(tmp), args.baseline_epochs))
+                rows.extend(run_one(name, sets[name], args.budget_minutes, Path(tmp), args.baseline_epochs,
+                                    dict(args.overrides), not args.no_baseline))
             except FileNotFoundError as exc:  # a shared data set that is not on this machine
                 rows.append({"dataset": name, "error": str(exc), "siamgui": {}, "baseline": {}})
         if "error" not in rows[-1]:
@@ -352,7 +378,7 @@ def main(argv: list[str] | None = None) -> int:
     print(table(rows))
     out = Path(args.json)
     out.parent.mkdir(parents=True, exist_ok=True)
-    doc = {"budget_minutes": args.budget_minutes, "torch_threads": torch.get_num_threads(),
+    doc = {"budget_minutes": args.budget_minutes, "overrides": dict(args.overrides), "torch_threads": torch.get_num_threads(),
            "total_s": round(time.perf_counter() - t_all, 1), "rows": rows}
     tmp = out.with_name(out.name + ".tmp")
     tmp.write_text(json.dumps(doc, indent=1))

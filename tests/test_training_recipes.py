@@ -63,3 +63,41 @@ def test_face_preset_smoke_on_a_few_lfw_identities(tmp_path, monkeypatch):
     assert meta["training"]["timing"]["cache_misses"] == 15
     _, again = _run(cfg)
     assert again.meta["training"]["timing"]["cache_hits"] == 15
+
+
+_FAST = dict(arch="compact-cnn", arch_kwargs={"width": 4}, image_size=16, embedding_dim=8, epochs=1,
+             pairs_per_epoch=32, batch_size=8, device="cpu", val_pairs=64, workers=1)
+
+
+def test_automatic_validation_split_holds_out_classes_only_from_large_folders(shapes_dir, tmp_path):
+    """val_split None: a 12-class folder trains on every class; a folder of AUTO_HOLDOUT_MIN_CLASSES holds 20 % out."""
+    from siamgui.core.synthetic import make_glyph_dataset
+    from siamgui.core.training.config import AUTO_HOLDOUT_MIN_CLASSES
+
+    assert TrainConfig("x").val_split is None
+    events, small = _run(TrainConfig(str(shapes_dir), **_FAST))
+    data = small.meta["training"]["data"]
+    assert (data["train_classes"], data["val_classes"]) == (12, 0)
+    assert small.meta["metrics"]["evaluated_on"].startswith("training classes")
+    assert any(isinstance(e, Log) and "every class is trained on" in e.message for e in events)
+    many = make_glyph_dataset(tmp_path / "glyphs", n_classes=AUTO_HOLDOUT_MIN_CLASSES, per_class=2, size=16, seed=0)
+    _, large = _run(TrainConfig(str(many), **_FAST))
+    data = large.meta["training"]["data"]
+    assert data["val_classes"] == 4 and data["train_classes"] == AUTO_HOLDOUT_MIN_CLASSES - 4
+    _, explicit = _run(TrainConfig(str(shapes_dir), val_split=0.3, **_FAST))  # an explicit split is kept
+    assert explicit.meta["training"]["data"]["val_classes"] == 4
+
+
+def test_generic_augmentation_has_no_photometric_jitter():
+    """Brightness/contrast jitter cost the generic preset most of its unseen-class AUC (docs/training.md)."""
+    from siamgui.core.preprocess import Augmenter, preset_spec
+
+    generic = TrainConfig("x").resolved()
+    assert generic.augmentation == {"brightness": 0.0, "contrast": 0.0}
+    assert TrainConfig("x", preset="face").resolved().augmentation == {}
+    aug = Augmenter(preset_spec("generic", 16), seed=0, rotate_deg=0, scale=0, shift=0, hflip=False,
+                    **generic.augmentation)
+    x = torch.randint(0, 256, (4, 3, 16, 16), dtype=torch.uint8)
+    assert torch.allclose(aug(x), x.float(), atol=1e-3)  # nothing left to change the pixels
+    with pytest.raises(Exception, match="Unknown augmentation option"):
+        TrainConfig("x", augmentation={"hue": 0.1}).resolved()

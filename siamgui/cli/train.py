@@ -34,7 +34,9 @@ def add_parser(sub, shared) -> None:
     t.add_argument("--lr", type=finite_float)
     t.add_argument("--image-size", type=positive_int)
     t.add_argument("--embedding-dim", type=positive_int)
-    t.add_argument("--val-split", type=fraction, default=0.2, help="fraction of classes held out (default 0.2)")
+    t.add_argument("--val-split", type=fraction, default=None,
+                   help="fraction of classes held out for validation (default: 0.2 of a folder with 20+ classes, "
+                        "else none: every class is trained on; AUTO_* in core/training/config.py)")
     t.add_argument("--pairs-per-epoch", type=positive_int)
     t.add_argument("--seed", type=int, default=0)
     t.add_argument("--init", help="start from 'bundled' or a model file (fine-tuning); default: from scratch")

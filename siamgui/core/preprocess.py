@@ -210,13 +210,14 @@ def _pad_to_square(image: Image.Image, fill: int) -> Image.Image:
 class Augmenter:
     """Batched, seeded training augmentation on uint8 (N, C, H, W) tensors.
 
-    Horizontal flip (when the preset allows), a small random affine (rotation,
-    scale, shift) and brightness/contrast jitter. Output is float in pixel units.
+    Horizontal flip (when the preset allows and ``hflip`` is not False), a small
+    random affine (rotation, scale, shift) and brightness/contrast jitter (0
+    turns a part off). Output is float in pixel units.
     """
 
     def __init__(self, spec: PreprocessSpec, seed: int = 0, rotate_deg: float = 8.0, scale: float = 0.08,
-                 shift: float = 0.06, brightness: float = 0.2, contrast: float = 0.2):
-        self.hflip = spec.hflip
+                 shift: float = 0.06, brightness: float = 0.2, contrast: float = 0.2, hflip: bool | None = None):
+        self.hflip = spec.hflip if hflip is None else bool(hflip) and spec.hflip
         self.rotate = math.radians(rotate_deg)
         self.scale, self.shift = scale, shift
         self.brightness, self.contrast = brightness, contrast

@@ -18,11 +18,11 @@ from siamgui.core.models import architecture_description, architecture_names
 from siamgui.core.preprocess import PRESETS
 from siamgui.core.resources import has_bundled_model
 from siamgui.core.training import LOSSES, TrainConfig
-from siamgui.core.training.config import AUTO_BUDGET_MIN, AUTO_MIN_STEPS
+from siamgui.core.training.config import AUTO_BUDGET_MIN, AUTO_HOLDOUT_MIN_CLASSES, AUTO_MIN_STEPS, AUTO_VAL_SPLIT
 
 SETTINGS_GROUP = "train"
 #: Bump when the stored keys change meaning; older stored settings are then ignored.
-SETTINGS_VERSION = 2  # 2: epochs 0 = automatic, max_minutes added
+SETTINGS_VERSION = 3  # 2: epochs 0 = automatic, max_minutes added; 3: validation split auto
 INIT_CHOICES = (("scratch", "From scratch"), ("bundled", "Bundled model"), ("file", "Model file"))
 
 
@@ -118,9 +118,11 @@ class TrainSettingsForm(QWidget):
         self.lr = _FloatSpinBox(1e-7, 1.0)
         self.lr.setSingleStep(1e-4)
         self.lr.setToolTip("Learning rate (AdamW, cosine schedule)")
-        self.val_split = _double_spin(0.0, 0.9, 0.05)
+        self.val_split = _double_spin(-0.05, 0.9, 0.05)  # the minimum is "auto"
+        self.val_split.setSpecialValueText("auto")
         self.val_split.setToolTip("Fraction of the classes held out for validation and calibration "
-                                  "(whole classes, never images of one class on both sides)")
+                                  "(whole classes, never images of one class on both sides); auto: "
+                                  f"{AUTO_VAL_SPLIT:g} with {AUTO_HOLDOUT_MIN_CLASSES}+ classes, else none")
         self.pairs_per_epoch = _spin(0, 1_000_000)
         self.pairs_per_epoch.setSingleStep(256)
         self.pairs_per_epoch.setSpecialValueText("auto")
@@ -203,7 +205,7 @@ class TrainSettingsForm(QWidget):
         self.max_minutes.setValue(0.0)
         self.batch_size.setValue(int(d.batch_size))
         self.lr.setValue(float(d.lr))
-        self.val_split.setValue(base.val_split)
+        self.val_split.setValue(self.val_split.minimum() if base.val_split is None else base.val_split)
         self.pairs_per_epoch.setValue(0)
         self.seed.setValue(base.seed)
         self.changed.emit()
@@ -256,10 +258,15 @@ class TrainSettingsForm(QWidget):
             image_size=self.image_size.value(), embedding_dim=self.embedding_dim.value(),
             loss=self.loss.currentText(), margin=self.margin.value(), epochs=self.epochs.value() or None,
             time_budget_s=self.max_minutes.value() * 60.0 or None,
-            batch_size=self.batch_size.value(), lr=self.lr.value(), val_split=self.val_split.value(),
+            batch_size=self.batch_size.value(), lr=self.lr.value(), val_split=self._val_split(),
             seed=self.seed.value(), device=self.device.currentData(),
             pairs_per_epoch=self.pairs_per_epoch.value() or None, init=self.init_value(),
         )
+
+    def _val_split(self) -> float | None:
+        """The validation split, None for "auto" (the spin box's minimum)."""
+        value = self.val_split.value()
+        return None if value <= self.val_split.minimum() else value
 
     # -- persistence -----------------------------------------------------------------
     _SPIN_KEYS = ("image_size", "embedding_dim", "margin", "epochs", "max_minutes", "batch_size", "lr", "val_split",

@@ -15,12 +15,15 @@ from siamgui.core.training.objective import LOSSES, OBJECTIVES
 PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
     # face: batch-hard triplet beat contrastive on held-out LFW identities (docs/training.md).
     "face": dict(arch="resnet", arch_kwargs={"width": 32, "blocks": [1, 1, 1, 1]}, image_size=64,
-                 embedding_dim=128, loss="triplet", margin=1.0, epochs=12, batch_size=64, lr=2e-3),
+                 embedding_dim=128, loss="triplet", margin=1.0, epochs=12, batch_size=64, lr=2e-3, augmentation={}),
     "signature": dict(arch="compact-cnn", arch_kwargs={"width": 32}, image_size=64, embedding_dim=64,
-                      margin=1.0, epochs=12, batch_size=32, lr=2e-3),
+                      margin=1.0, epochs=12, batch_size=32, lr=2e-3, augmentation={}),
     "generic": dict(arch="resnet", arch_kwargs={"width": 32, "blocks": [1, 1, 1, 1]}, image_size=64,
-                    embedding_dim=128, margin=1.0, epochs=12, batch_size=32, lr=2e-3),
+                    embedding_dim=128, margin=1.0, epochs=12, batch_size=32, lr=2e-3,
+                    augmentation=dict(brightness=0.0, contrast=0.0)),
 }
+#: What ``augmentation`` may set (the options of preprocess.Augmenter).
+AUGMENTATION_OPTIONS = frozenset({"rotate_deg", "scale", "shift", "brightness", "contrast", "hflip"})
 #: Safer defaults when starting from an existing model (fine-tuning): a low learning rate, few
 #: epochs, early stop on validation EER, so the starting weights are not trained away (docs/training.md).
 FINETUNE_DEFAULTS = dict(epochs=3, lr=1e-5, patience=2)
@@ -30,6 +33,11 @@ FINETUNE_DEFAULTS = dict(epochs=3, lr=1e-5, patience=2)
 AUTO_MIN_STEPS = 1200
 AUTO_BUDGET_MIN = 5.0
 AUTO_PATIENCE = 4
+#: The automatic validation split (``val_split=None``): hold out AUTO_VAL_SPLIT of the classes only when
+#: the folder has at least AUTO_HOLDOUT_MIN_CLASSES classes with 2+ images. Below that the held-out classes
+#: cost more than they tell: every class is trained on (docs/training.md, "Training suite").
+AUTO_VAL_SPLIT = 0.2
+AUTO_HOLDOUT_MIN_CLASSES = 20
 
 
 @dataclass
@@ -49,13 +57,18 @@ class TrainConfig:
     lr: float | None = None
     weight_decay: float = 1e-4
     schedule: str = "cosine"
-    val_split: float = 0.2
+    #: Fraction of the classes held out for validation (epoch choice, threshold calibration); None =
+    #: automatic: AUTO_VAL_SPLIT when the folder has AUTO_HOLDOUT_MIN_CLASSES classes (2+ images), else none.
+    val_split: float | None = None
     seed: int = 0
     device: str = "auto"
     #: Pairs per epoch; None = twice the training images (at least 512, at most 20,000).
     pairs_per_epoch: int | None = None
     val_pairs: int = 2000
     augment: bool = True
+    #: Options of the training augmentation (:class:`~siamgui.core.preprocess.Augmenter`: rotate_deg,
+    #: scale, shift, brightness, contrast, hflip); None = the preset's (``augmentation`` in PRESET_DEFAULTS).
+    augmentation: dict[str, Any] | None = None
     amp: bool = True
     #: None/"scratch", "bundled", or a model file to fine-tune.
     init: str | None = None
@@ -115,11 +128,13 @@ class TrainConfig:
         if c.arch is not None and c.arch != d["arch"]:
             d["arch_kwargs"] = {}  # the preset's kwargs belong to the preset's architecture
         for key in ("arch", "arch_kwargs", "image_size", "embedding_dim", "margin", "epochs", "batch_size", "lr",
-                    "patience", "hard_classes"):
+                    "patience", "hard_classes", "augmentation"):
             if getattr(c, key) is None and key in d:
                 setattr(c, key, copy.deepcopy(d[key]))
         if c.arch_kwargs is None:
             c.arch_kwargs = {}
+        if c.augmentation is None:
+            c.augmentation = {}
         c._check()
         return c
 
@@ -133,7 +148,7 @@ class TrainConfig:
         for key, hi in (("image_size", 1024), ("embedding_dim", 8192), ("batch_size", 65536)):  # preprocessing; memory
             if int(getattr(self, key)) > hi:
                 raise SiamguiError(f"{key.replace('_', ' ')} must be at most {hi}.")
-        if not (0.0 <= self.val_split < 1.0):
+        if self.val_split is not None and not (0.0 <= self.val_split < 1.0):
             raise SiamguiError("The validation split must be between 0 and 1.")
         if not (self.lr > 0 and math.isfinite(self.lr)):
             raise SiamguiError("The learning rate must be a positive number.")
@@ -147,4 +162,8 @@ class TrainConfig:
             raise SiamguiError("The frozen fraction must be in [0, 1).")
         if self.schedule not in ("cosine", "step"):
             raise SiamguiError(f"Unknown schedule {self.schedule!r}; choose cosine or step.")
+        unknown = set(self.augmentation or {}) - AUGMENTATION_OPTIONS
+        if unknown:
+            raise SiamguiError(f"Unknown augmentation option(s) {', '.join(sorted(unknown))}; choose from "
+                               f"{', '.join(sorted(AUGMENTATION_OPTIONS))}.")
         get_distance(self.distance)

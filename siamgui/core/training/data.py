@@ -20,7 +20,7 @@ from siamgui.core.datasets import DatasetSummary, FolderDataset, scan_folder, sp
 from siamgui.core.errors import DatasetError, ImageError
 from siamgui.core.face.chips import ChipCache, cache_enabled
 from siamgui.core.preprocess import Preprocessor
-from siamgui.core.training.config import TrainConfig
+from siamgui.core.training.config import AUTO_HOLDOUT_MIN_CLASSES, AUTO_VAL_SPLIT, TrainConfig
 from siamgui.core.training.events import Loading, Log, TrainControl
 
 
@@ -113,8 +113,16 @@ def load(cfg: TrainConfig, ds: FolderDataset, preprocessor: Preprocessor, contro
          ) -> Iterator[Log | Loading]:
     """Split by class and prepare every image; returns :class:`TrainingData`, or None when cancelled."""
     summary = ds.summary()
-    train_ds, val_ds = split_by_class(ds, cfg.val_split, cfg.seed)
-    if val_ds is None:
+    val_split = cfg.val_split
+    n_multi = int((ds.class_counts() >= 2).sum())
+    if val_split is None:
+        val_split = AUTO_VAL_SPLIT if n_multi >= AUTO_HOLDOUT_MIN_CLASSES else 0.0
+    train_ds, val_ds = split_by_class(ds, val_split, cfg.seed)
+    if val_ds is None and cfg.val_split is None:
+        yield Log("info", f"{n_multi} classes with 2+ images (fewer than {AUTO_HOLDOUT_MIN_CLASSES}): every class is "
+                          "trained on, and the threshold is calibrated on them, so the metrics will be optimistic "
+                          "(--val-split holds some out).")
+    elif val_ds is None and val_split > 0:
         yield Log("warning", "Too few classes to hold some out for validation: the threshold is calibrated on the "
                              "training classes and the metrics will be optimistic.")
     train_paths = train_ds.paths + train_ds.forgery_paths

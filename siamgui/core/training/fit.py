@@ -39,6 +39,8 @@ class Best:
     eer: float = math.inf
     auc: float = -1.0
     epoch: int = 0
+    #: Validation loss at that epoch (breaks ties of EER and AUC: a saturated validation set).
+    vloss: float = math.inf
     state: dict[str, torch.Tensor] | None = None
     #: Validation distances of the fixed validation pairs at that epoch.
     d: np.ndarray | None = None
@@ -80,7 +82,7 @@ class Fit:
         va, vb, v_dis = fixed_pairs(data.val_labels, cfg.val_pairs, cfg.seed + 1, data.val_forgery_of)
         self.val_pairs, self.val_same = (va, vb), v_dis == 0
         aug_seed = cfg.seed + (AUGMENT_SEED_STRIDE * dist.rank if dist else 0)
-        self.augment = Augmenter(preprocessor.spec, seed=aug_seed) if cfg.augment else None
+        self.augment = Augmenter(preprocessor.spec, seed=aug_seed, **cfg.augmentation) if cfg.augment else None
         #: Embeds a training batch: the network, or its DDP wrapper.
         self.embed = dist.wrap(network) if dist else network.embed
         self.opt = torch.optim.AdamW([p for p in network.parameters() if p.requires_grad], lr=cfg.lr,
@@ -147,9 +149,9 @@ class Fit:
 
     def _validate_start(self) -> Iterator[Log]:
         """Fine-tuning: the starting weights are epoch 0, kept unless an epoch beats them on validation."""
-        d0, _ = self._timed_validate()
+        d0, v0 = self._timed_validate()
         m0 = ev.evaluate(d0, self.val_same, ev.best_threshold(d0, self.val_same)[0])
-        self._keep_as_best(0, m0, d0)
+        self._keep_as_best(0, m0, d0, v0)
         self.outcome.start_metrics = dict(val_auc=m0.auc, val_eer=m0.eer, val_accuracy=m0.best_accuracy)
         yield Log("info", f"Starting model on the validation classes: AUC {m0.auc:.4f}, EER {m0.eer:.4f}.")
 
@@ -237,9 +239,10 @@ class Fit:
         d, vloss = self._timed_validate()
         m = ev.evaluate(d, self.val_same, ev.best_threshold(d, self.val_same)[0])
         best = self.outcome.best
-        is_best = (m.eer, -m.auc) < (best.eer, -best.auc)
+        # Ties (a saturated validation set: EER 0, AUC 1) go to the lower validation loss, not the earlier epoch.
+        is_best = (m.eer, -m.auc, vloss) < (best.eer, -best.auc, best.vloss)
         if is_best:
-            self._keep_as_best(epoch, m, d)
+            self._keep_as_best(epoch, m, d, vloss)
             self.epochs_without_gain = 0
         else:
             self.epochs_without_gain += 1
@@ -261,9 +264,9 @@ class Fit:
             return True
         return False
 
-    def _keep_as_best(self, epoch: int, m: ev.Metrics, d: np.ndarray) -> None:
+    def _keep_as_best(self, epoch: int, m: ev.Metrics, d: np.ndarray, vloss: float = math.inf) -> None:
         state = {k: v.detach().cpu().clone() for k, v in self.network.encoder.state_dict().items()}
-        self.outcome.best = Best(eer=m.eer, auc=m.auc, epoch=epoch, state=state, d=d)
+        self.outcome.best = Best(eer=m.eer, auc=m.auc, epoch=epoch, state=state, d=d, vloss=vloss)
 
     def _timed_validate(self) -> tuple[np.ndarray, float]:
         t_val = time.perf_counter()
