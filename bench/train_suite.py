@@ -313,8 +313,23 @@ def run_one(name: str, prepare: Callable[[Path], Prepared], budget_minutes: floa
         rows.append({"dataset": name if len(data.tests) == 1 else f"{name}/{test_name}", "note": data.note,
                      "budget_s": ours["wall_s"], "siamgui": {**s, **ours}, "baseline": {**b, **base},
                      "overrides": overrides or {},
-                     "wins": bool(baseline and s["auc"] > b["auc"] and s["eer"] <= b["eer"])})
+                     **({"outcome": outcome(s, b)} if baseline else {})})
     return rows
+
+
+def outcome(s: dict, b: dict) -> str:
+    """siamgui against the baseline, on AUC (4 places) and EER (0.1 %), rounded as the table prints them:
+    "ties" when both are equal (e.g. both perfect), "beats" when neither is worse, "loses" when neither is
+    better, "mixed" when one is better and the other worse."""
+    auc_s, auc_b = round(s["auc"], 4), round(b["auc"], 4)
+    eer_s, eer_b = round(100 * s["eer"], 1), round(100 * b["eer"], 1)
+    if auc_s == auc_b and eer_s == eer_b:
+        return "ties"
+    if auc_s >= auc_b and eer_s <= eer_b:
+        return "beats"
+    if auc_s <= auc_b and eer_s >= eer_b:
+        return "loses"
+    return "mixed"
 
 
 def parse_override(text: str) -> tuple[str, object]:
@@ -334,7 +349,7 @@ def parse_override(text: str) -> tuple[str, object]:
 
 def table(rows: list[dict]) -> str:
     head = f"{'dataset':<22} {'siamgui AUC':>11} {'EER':>7} {'acc':>6} | {'baseline AUC':>12} {'EER':>7} {'acc':>6} | " \
-           f"{'budget':>7} wins?"
+           f"{'budget':>7} siamgui"
     lines = [head, "-" * len(head)]
     for r in rows:
         s, b = r["siamgui"], r["baseline"]
@@ -343,7 +358,7 @@ def table(rows: list[dict]) -> str:
             continue
         lines.append(f"{r['dataset']:<22} {s['auc']:>11.4f} {100 * s['eer']:>6.1f}% {100 * s['accuracy']:>5.1f}% | "
                      f"{b['auc']:>12.4f} {100 * b['eer']:>6.1f}% {100 * b['accuracy']:>5.1f}% | "
-                     f"{r['budget_s']:>6.0f}s {'yes' if r['wins'] else 'NO'}")
+                     f"{r['budget_s']:>6.0f}s {r.get('outcome', '-')}")
     return "\n".join(lines)
 
 

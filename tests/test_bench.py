@@ -99,11 +99,16 @@ def test_train_suite_splits_by_class_and_scores_unseen_pairs(tmp_path):
 
 
 def test_train_suite_table_says_who_wins():
-    from bench.train_suite import table
+    from bench.train_suite import outcome, table
 
-    row = {"dataset": "x", "budget_s": 60.0, "wins": False, "siamgui": {"auc": 0.9, "eer": 0.2, "accuracy": 0.8},
-           "baseline": {"auc": 0.95, "eer": 0.1, "accuracy": 0.9}}
+    ours, plain = {"auc": 0.9, "eer": 0.2, "accuracy": 0.8}, {"auc": 0.95, "eer": 0.1, "accuracy": 0.9}
+    row = {"dataset": "x", "budget_s": 60.0, "outcome": outcome(ours, plain), "siamgui": ours, "baseline": plain}
     skipped = {"dataset": "lfw-scratch", "error": "no pairsDevTest.txt", "siamgui": {}, "baseline": {}}
     lines = table([row, skipped]).splitlines()
-    assert lines[2].split()[-1] == "NO" and "0.9500" in lines[2]
+    assert lines[2].split()[-1] == "loses" and "0.9500" in lines[2]
     assert "skipped: no pairsDevTest.txt" in lines[3]
+    assert outcome(plain, ours) == "beats"
+    perfect = {"auc": 1.0, "eer": 0.0}
+    assert outcome(perfect, {"auc": 0.99999, "eer": 0.0001}) == "ties"  # a difference the table cannot show
+    assert outcome({"auc": 0.96, "eer": 0.12}, {"auc": 0.95, "eer": 0.11}) == "mixed"  # higher AUC, worse EER
+    assert outcome({"auc": 0.95, "eer": 0.10}, {"auc": 0.95, "eer": 0.11}) == "beats"  # equal AUC, better EER

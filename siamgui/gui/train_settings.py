@@ -22,7 +22,7 @@ from siamgui.core.training.config import AUTO_BUDGET_MIN, AUTO_HOLDOUT_MIN_CLASS
 
 SETTINGS_GROUP = "train"
 #: Bump when the stored keys change meaning; older stored settings are then ignored.
-SETTINGS_VERSION = 3  # 2: epochs 0 = automatic, max_minutes added; 3: validation split auto
+SETTINGS_VERSION = 4  # 2: epochs 0 = automatic, max_minutes added; 3: validation split auto; 4: generic encoder
 INIT_CHOICES = (("scratch", "From scratch"), ("bundled", "Bundled model"), ("file", "Model file"))
 
 

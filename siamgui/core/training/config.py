@@ -18,7 +18,9 @@ PRESET_DEFAULTS: dict[str, dict[str, Any]] = {
                  embedding_dim=128, loss="triplet", margin=1.0, epochs=12, batch_size=64, lr=2e-3, augmentation={}),
     "signature": dict(arch="compact-cnn", arch_kwargs={"width": 32}, image_size=64, embedding_dim=64,
                       margin=1.0, epochs=12, batch_size=32, lr=2e-3, augmentation={}),
-    "generic": dict(arch="resnet", arch_kwargs={"width": 32, "blocks": [1, 1, 1, 1]}, image_size=64,
+    # generic: the compact CNN beat the ResNet on unseen classes of the suite's synthetic sets at equal
+    # wall time (shapes AUC 0.9995 vs 0.94; docs/training.md, "Training suite").
+    "generic": dict(arch="compact-cnn", arch_kwargs={"width": 32}, image_size=64,
                     embedding_dim=128, margin=1.0, epochs=12, batch_size=32, lr=2e-3,
                     augmentation=dict(brightness=0.0, contrast=0.0)),
 }
