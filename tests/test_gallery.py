@@ -106,6 +106,20 @@ def test_index_ranking_matches_a_loop():
         assert index.identify(q, threshold=0.0).best is None
 
 
+def test_near_duplicate_distance_is_exact():
+    """A probe a hair from an example (the same photo embedded in another batch) reads that hair,
+    not the rounding of |v|^2 + |q|^2 - 2 v.q, which is about 1e-4 for embeddings of length 10."""
+    rng = np.random.default_rng(1)
+    vectors = (10 * rng.normal(size=(6, 64))).astype(np.float32)
+    step = np.zeros(64, np.float32)
+    step[0] = 1e-5
+    index = GalleryIndex(vectors, np.arange(6), list("abcdef"))
+    d = index.distances(vectors[2] + step)
+    assert d[2] == pytest.approx(1e-5, rel=0.2)
+    far = np.sqrt(((vectors.astype(np.float64) - vectors[2]) ** 2).sum(1))
+    assert np.allclose(np.delete(d, 2), np.delete(far, 2), rtol=1e-5)
+
+
 def test_model_change_reembeds_with_progress_and_cancel(tmp_path, verifier, other_model, shapes_dir):
     from siamgui.core.verifier import Verifier
 

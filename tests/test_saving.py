@@ -244,7 +244,9 @@ def test_ctrl_c_during_cli_training_leaves_nothing(tmp_path, small_data):
     env = dict(os.environ, PYTHONUNBUFFERED="1")
     proc = subprocess.Popen([sys.executable, "-m", "siamgui", "train", str(small_data), "--out", str(out),
                              "--epochs", "500", *TRAIN_ARGS], stderr=subprocess.PIPE, stdout=subprocess.PIPE,
-                            text=True, env=env, cwd=tmp_path)
+                            text=True, env=env, cwd=tmp_path,
+                            # a suite started in the background (`make test &`) inherits SIGINT ignored
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     lines = []
     try:
         for line in proc.stderr:
