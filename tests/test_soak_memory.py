@@ -8,6 +8,7 @@ time (bench/README.md, "Soak").
 from __future__ import annotations
 
 import sys
+import threading
 from pathlib import Path
 
 import pytest
@@ -30,7 +31,7 @@ def _flat(r: dict) -> None:
     leaked = r["leaked"]
     for kind in ("widgets", "threads", "qthreads_running", "Worker", "QPixmap", "QImage", "Comparison",
                  "Identification", "qt_children"):
-        assert leaked[kind] <= 0, (kind, r["before"], r["after"])
+        assert leaked[kind] <= 0, (kind, r["before"], r["after"], [t.name for t in threading.enumerate()])
     assert leaked["python_objects"] < OBJECT_SLACK, (r["before"], r["after"])
     assert r["rss_end_mb"] - r["rss_start_mb"] < 150  # a gross leak only: RSS is noisy on a shared machine
 
